@@ -1,0 +1,8 @@
+"""snn-norm-lite: normalisation for spiking neural networks, as a teaching package.
+
+Modules, in the order data flows through them: ``data`` -> ``neurons`` and ``norms`` ->
+``models`` -> ``training`` -> ``probes`` -> ``plots`` and ``widgets``; ``experiments`` ties them
+together for the chapters and the command line (``python -m snn_norm_lite``).
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,153 @@
+"""Data sets: scikit-learn's digits (offline default), CIFAR-10 (for readers online).
+
+* **digits**: 1,797 real handwritten digits, 8x8 pixels with 17 grey levels, shipped inside
+  scikit-learn, so every chapter runs without a download. Pixels are scaled to [0, 1] and the
+  split into train and test is stratified and seeded.
+* **CIFAR-10**: read from the official "python version" archive layout
+  (``cifar-10-batches-py/data_batch_1..5`` and ``test_batch``, each a pickled dict with
+  ``b"data"``, uint8 ``[N, 3072]`` in channel-major order, and ``b"labels"``). ``download=True``
+  fetches and unpacks the archive first; that needs a network connection (e.g. Colab).
+"""
+
+from __future__ import annotations
+
+import pickle
+import tarfile
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_FOLDER = "cifar-10-batches-py"
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+@dataclass
+class Split:
+    """Train and test tensors of one data set: images ``[N, C, H, W]`` float32, labels int64."""
+
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    num_classes: int
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.x_train.shape[1:])
+
+    def loaders(self, batch_size: int = 64, seed: int = 0, test_batch_size: int = 512):
+        """A shuffled, seeded training loader and an ordered test loader."""
+        generator = torch.Generator().manual_seed(seed)
+        train = DataLoader(
+            TensorDataset(self.x_train, self.y_train), batch_size=batch_size, shuffle=True, generator=generator
+        )
+        test = DataLoader(TensorDataset(self.x_test, self.y_test), batch_size=test_batch_size)
+        return train, test
+
+
+def load_digits(test_fraction: float = 0.2, seed: int = 0) -> Split:
+    """scikit-learn's 8x8 digits as ``[N, 1, 8, 8]`` in [0, 1], split stratified by class."""
+    from sklearn.datasets import load_digits as sklearn_digits
+    from sklearn.model_selection import train_test_split
+
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"load_digits: test_fraction must lie in (0, 1), got {test_fraction}")
+    bunch = sklearn_digits()
+    images = bunch.images.astype(np.float32) / 16.0
+    labels = bunch.target.astype(np.int64)
+    x_train, x_test, y_train, y_test = train_test_split(
+        images, labels, test_size=test_fraction, random_state=seed, stratify=labels
+    )
+    return Split(
+        name="digits",
+        x_train=torch.from_numpy(x_train).unsqueeze(1),
+        y_train=torch.from_numpy(y_train),
+        x_test=torch.from_numpy(x_test).unsqueeze(1),
+        y_test=torch.from_numpy(y_test),
+        num_classes=10,
+    )
+
+
+def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    with open(path, "rb") as handle:
+        batch = pickle.load(handle, encoding="bytes")
+    try:
+        data, labels = batch[b"data"], batch[b"labels"]
+    except KeyError as missing:
+        raise ValueError(f"load_cifar10: {path} is not a CIFAR-10 batch (no key {missing})") from None
+    data = np.asarray(data, dtype=np.uint8)
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        raise ValueError(f"load_cifar10: {path} holds data of shape {data.shape}, expected [N, 3072]")
+    if len(labels) != data.shape[0]:
+        raise ValueError(f"load_cifar10: {path} has {data.shape[0]} images but {len(labels)} labels")
+    return data.reshape(-1, 3, 32, 32), np.asarray(labels, dtype=np.int64)
+
+
+def download_cifar10(root: str | Path) -> Path:
+    """Fetch and unpack the official CIFAR-10 python archive under ``root`` (needs a network)."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    archive = root / "cifar-10-python.tar.gz"
+    if not archive.exists():
+        urllib.request.urlretrieve(CIFAR10_URL, archive)
+    with tarfile.open(archive, "r:gz") as tar:
+        safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+        tar.extractall(root, **safe)
+    return root / CIFAR10_FOLDER
+
+
+def load_cifar10(root: str | Path = "data/cifar10", download: bool = False, limit: int | None = None) -> Split:
+    """CIFAR-10 from ``root/cifar-10-batches-py`` as ``[N, 3, 32, 32]`` floats in [0, 1].
+
+    ``download=True`` fetches the archive when the folder is missing. ``limit`` keeps the first
+    ``limit`` images of each split (for quick CPU experiments).
+    """
+    folder = Path(root) / CIFAR10_FOLDER
+    if not folder.is_dir():
+        if not download:
+            raise FileNotFoundError(
+                f"load_cifar10: no {CIFAR10_FOLDER} folder under {root}; pass download=True when online"
+            )
+        folder = download_cifar10(root)
+    train_parts = [_read_cifar_batch(folder / f"data_batch_{i}") for i in range(1, 6)]
+    x_train = np.concatenate([p[0] for p in train_parts])
+    y_train = np.concatenate([p[1] for p in train_parts])
+    x_test, y_test = _read_cifar_batch(folder / "test_batch")
+    if limit is not None:
+        x_train, y_train, x_test, y_test = x_train[:limit], y_train[:limit], x_test[:limit], y_test[:limit]
+    to_float = lambda a: torch.from_numpy(a.astype(np.float32) / 255.0)  # noqa: E731
+    return Split("cifar10", to_float(x_train), torch.from_numpy(y_train), to_float(x_test), torch.from_numpy(y_test), 10)
+
+
+def load_dataset(name: str = "digits", **kwargs) -> Split:
+    """Load a data set by name: ``"digits"`` or ``"cifar10"``."""
+    loaders = {"digits": load_digits, "cifar10": load_cifar10}
+    if name not in loaders:
+        raise ValueError(f"load_dataset: unknown data set {name!r}; choose from {', '.join(loaders)}")
+    return loaders[name](**kwargs)
+
+
+def synthetic_channel_batch(
+    generator: torch.Generator,
+    batch: int = 256,
+    channels: int = 16,
+    size: int = 8,
+    shift: tuple[float, float] = (-2.0, 3.0),
+    scale: tuple[float, float] = (0.2, 4.0),
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """A batch ``[batch, channels, size, size]`` from a stationary distribution.
+
+    Channel ``c`` is Gaussian with mean and standard deviation spaced evenly over ``shift`` and
+    ``scale`` across the channels: a stand-in for a convolution's output whose channels have
+    very different offsets and gains, which is what a normaliser has to undo.
+    """
+    means = torch.linspace(shift[0], shift[1], channels, dtype=dtype).view(1, channels, 1, 1)
+    stds = torch.linspace(scale[0], scale[1], channels, dtype=dtype).view(1, channels, 1, 1)
+    return torch.randn(batch, channels, size, size, generator=generator, dtype=dtype) * stds + means

@@ -1,0 +1,495 @@
+"""E-I circuits with lateral inhibition: normalisation by circuit structure instead of batch statistics.
+
+DeepEISNN (Liu, Ding and Yu, "Training deep normalization-free spiking neural networks with
+lateral inhibition", ICLR 2026, arXiv:2509.23253) replaces every ``conv -> BatchNorm`` pair of
+a spiking network by a small cortical circuit. The layer's input ``x`` (spikes, pooled spikes
+or pixel intensities, so ``x >= 0``) drives ``n_E`` excitatory (E) units and
+``n_I = max(1, n_E // ei_ratio)`` inhibitory (I) units (E:I = 4:1 by default, as in cortex).
+The I units are fast and linear (they do not spike); they feed back onto the E units::
+
+    I_EE  = W_EE x                    excitatory drive                    [n_E]
+    s_I   = W_IE x                    inhibitory activity                 [n_I]
+    I_sub = W_EI s_I                  subtractive inhibition              [n_E]
+    I_div = W_EI (g_I * s_I)          divisive (shunting) inhibition      [n_E]
+    I     = g_E * (I_EE - I_sub) / I_div + b_E
+
+``I`` is the current integrated by the E units' LIF neurons. The output (read-out) layer has no
+division and no neurons: its logits are ``I_EE - I_sub``, averaged over time by the network.
+
+Why it normalises. ``I_sub`` is a blurred copy of ``I_EE`` (both are non-negative sums over
+the same input), so the difference removes the part of the drive every E unit shares: the
+mean. ``I_div`` grows with the total input activity, so dividing by it removes the scale.
+Unlike BatchNorm nothing is averaged over the batch: each sample is normalised by its own
+inhibitory units, in training and in evaluation alike.
+
+Dale's law. A neuron is either excitatory or inhibitory, so every weight and gain is
+non-negative: ``W_EE, W_IE, W_EI, g_I, g_E >= 0``; only the bias ``b_E`` is free. The forward
+pass uses the clamped values ``max(w, 0)``; :func:`enforce_dale` clamps the stored parameters
+in place (projected gradient descent: call it after every optimiser step, e.g.
+``training.fit(..., on_step=enforce_dale)``; :class:`~snn_norm_lite.models.EISpikingConvNet`
+calls it itself at the start of every training forward pass, as the paper's code does).
+
+E-I Init (data dependent; on the first batch, time merged into the batch). With ``d`` the
+fan-in, ``Ex = mean(x)``, ``Ex2 = mean(x^2)`` and ``Vx`` the variance of each input element
+over the batch, averaged over the elements::
+
+    W_EE, W_IE ~ Exponential(scale sigma),   sigma = sqrt(Vx / (d * (Ex2 + Vx)))
+    W_EI = 1 / n_I,   g_E = 1,   b_E = 0,   g_I = sqrt(Ex2 + Vx) / (sqrt(d) * Ex)
+
+The paper's argument: an exponential weight has mean sigma and second moment 2 sigma^2, so
+over random weights and inputs ``Var(I_EE) = d sigma^2 (2 Ex2 - Ex^2) = d sigma^2 (Ex2 + Vx)
+= Vx`` (input elements alike, so ``Vx = Ex2 - Ex^2``), while
+``I_div ~= g_I * sigma * d * Ex = sqrt(Vx)``: the current starts with zero mean and about unit
+variance. The exact second moment is a little smaller, because ``I_sub`` is correlated with
+``I_EE`` (the subtraction cancels the shared part of the input) and brings its own weight
+noise: pooled over channels and in expectation over the weights, for independent input
+elements, ``E[I^2] ~= (1 + 1/n_I) * Ex2 / (Ex2 + Vx)`` -- about 0.6 for sparse spikes and 0.75
+at rate 1/2 with n_I = 8. Order one, like BatchNorm's 1, from circuit structure alone. (Part
+of it is a fixed offset of each channel, from its random weights; BatchNorm removes that too,
+so a single channel varies less over the batch than the pooled figure says.)
+
+E-I Prop (the backward pass). Three parts, each switchable for ablations:
+
+* ``stabilize``: zeros in ``I_div`` (a sample whose inhibitory units are silent) are replaced,
+  per sample (one ``(t, b)`` slice), by the smallest positive value of that sample; a sample
+  with no positive value at all uses 1. Without it, ``0 / 0`` and ``x / 0`` appear.
+* ``straight_through``: the replacement is invisible to the gradient,
+  ``out = replaced.detach() + I_div - I_div.detach()``: every entry of ``I_div``, replaced or
+  not, gets the gradient of the value that was used. Without it ("no STE") the replacement
+  keeps its natural gradient: a replaced entry's gradient flows to the sample's smallest
+  positive entry (the one whose value was copied), and none to the zero entry itself.
+* ``scale_inhibitory_grad``: the gradient of ``W_EI`` is divided by the fan-in ``d``.
+  ``W_EI`` multiplies ``s_I``, a sum over d inputs, and appears in both the numerator and the
+  divisor, so without the scaling its gradient dwarfs those of the feed-forward weights.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .checks import check_channels, check_floating, check_positive_int, check_rank
+
+
+@dataclass(frozen=True)
+class EIInitStatistics:
+    """What E-I Init measured on a layer's first batch and the scales it chose."""
+
+    fan_in: int  # d
+    mean: float  # Ex = mean(x)
+    second_moment: float  # Ex2 = mean(x^2)
+    variance: float  # Vx: per-element variance over the batch, averaged over elements
+    weight_scale: float  # sigma = sqrt(Vx / (d (Ex2 + Vx))), the mean of W_EE and W_IE
+    inhibitory_gain: float  # g_I = sqrt(Ex2 + Vx) / (sqrt(d) Ex)
+
+
+def input_moments(x: torch.Tensor) -> tuple[float, float, float]:
+    """``(Ex, Ex2, Vx)`` of a batch ``[N, ...]`` (N samples, time already merged into N).
+
+    ``Vx`` is the unbiased variance of every input element over the N samples, averaged over
+    the elements.
+    """
+    if x.shape[0] < 2:
+        raise ValueError(f"input_moments: E-I Init needs at least 2 samples, got shape {tuple(x.shape)}")
+    x = x.detach().double()
+    return x.mean().item(), x.square().mean().item(), x.var(dim=0, correction=1).mean().item()
+
+
+def ei_init_scales(fan_in: int, mean: float, second_moment: float, variance: float) -> tuple[float, float]:
+    """E-I Init's ``(sigma, g_I)`` for input moments ``(Ex, Ex2, Vx)`` and fan-in ``d``."""
+    if not mean > 0:
+        raise ValueError(
+            f"E-I Init: the input has mean {mean:.3g}; the inhibitory gain g_I = sqrt(Ex2 + Vx) / "
+            "(sqrt(d) * Ex) needs a positive mean. The layer received no activity on its first batch "
+            "(e.g. the layer before it never spiked): initialise on a batch that makes it fire"
+        )
+    if not variance > 0:
+        raise ValueError(
+            "E-I Init: the input does not vary over the batch (Vx = 0), so the weight scale "
+            "sigma = sqrt(Vx / (d (Ex2 + Vx))) would be 0; initialise on a batch of different samples"
+        )
+    sigma = math.sqrt(variance / (fan_in * (second_moment + variance)))
+    gain_i = math.sqrt(second_moment + variance) / (math.sqrt(fan_in) * mean)
+    return sigma, gain_i
+
+
+class _ScaleGradient(torch.autograd.Function):
+    """Identity in the forward pass; multiplies the gradient by ``factor`` in the backward pass."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, factor: float) -> torch.Tensor:
+        ctx.factor = factor
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return grad * ctx.factor, None
+
+
+def scale_gradient(x: torch.Tensor, factor: float) -> torch.Tensor:
+    """``x`` unchanged, with its gradient multiplied by ``factor`` (E-I Prop: ``1 / d`` for W_EI)."""
+    return _ScaleGradient.apply(x, factor)
+
+
+def stabilize_divisor(divisor: torch.Tensor, straight_through: bool = True, fallback: float = 1.0) -> torch.Tensor:
+    """Replace the zeros of each sample of ``divisor [N, ...]`` by that sample's smallest positive value.
+
+    A sample is one row ``divisor[n]`` (one ``(t, b)`` slice of the time-merged batch). A row
+    without any positive value uses ``fallback``. ``divisor`` is non-negative in an E-I
+    circuit, so "not positive" means zero.
+
+    ``straight_through=True``: ``replaced.detach() + divisor - divisor.detach()`` (the value of
+    the replacement, the gradient of the identity). ``False``: the natural gradient of
+    ``where(divisor > 0, divisor, smallest)``, which sends a replaced entry's gradient to the
+    entry whose value it copied.
+    """
+    flat = divisor.flatten(1)
+    positive = flat > 0
+    smallest = torch.where(positive, flat, math.inf).amin(dim=1, keepdim=True)
+    smallest = torch.where(torch.isinf(smallest), torch.full_like(smallest, fallback), smallest)
+    replaced = torch.where(positive, flat, smallest)
+    if straight_through:
+        replaced = replaced.detach() + (flat - flat.detach())
+    return replaced.view_as(divisor)
+
+
+class _EICircuit(nn.Module):
+    """What the linear and the convolutional E-I circuits share (see the module docstring).
+
+    Subclasses provide ``weight_ee``/``weight_ie``, ``_drive`` (the two feed-forward maps on the
+    time-merged batch), ``_merge`` (input checks and layout) and ``_channel_view``.
+    """
+
+    def __init__(
+        self,
+        num_excitatory: int,
+        ei_ratio: int,
+        fan_in: int,
+        output: bool,
+        stabilize: bool,
+        straight_through: bool,
+        scale_inhibitory_grad: bool,
+        auto_init: bool,
+    ):
+        super().__init__()
+        name = type(self).__name__
+        check_positive_int(ei_ratio, "ei_ratio", name)
+        self.num_excitatory = num_excitatory
+        self.num_inhibitory = max(1, num_excitatory // ei_ratio)
+        self.ei_ratio = ei_ratio
+        self.fan_in = fan_in
+        self.output = bool(output)
+        self.stabilize = bool(stabilize)
+        self.straight_through = bool(straight_through)
+        self.scale_inhibitory_grad = bool(scale_inhibitory_grad)
+        self.auto_init = bool(auto_init)
+        self.initialised = False
+        self.init_statistics: Optional[EIInitStatistics] = None
+        self.weight_ei = nn.Parameter(torch.empty(self.num_excitatory, self.num_inhibitory))
+        if self.output:
+            for name_ in ("gain_i", "gain_e", "bias_e"):
+                self.register_parameter(name_, None)
+        else:
+            self.gain_i = nn.Parameter(torch.empty(self.num_inhibitory))
+            self.gain_e = nn.Parameter(torch.empty(self.num_excitatory))
+            self.bias_e = nn.Parameter(torch.empty(self.num_excitatory))
+
+    # -- parameters ------------------------------------------------------------------------
+
+    def dale_parameters(self) -> list[nn.Parameter]:
+        """The parameters Dale's law keeps non-negative (every one but ``bias_e``)."""
+        names = ("weight_ee", "weight_ie", "weight_ei", "gain_i", "gain_e")
+        return [p for p in (getattr(self, n) for n in names) if p is not None]
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Placeholder values until E-I Init sees real data: E-I Init for Bernoulli(1/2) input.
+
+        (Ex = 1/2, Ex2 = 1/2, Vx = 1/4; a spike train at rate 1/2.) The layer is marked
+        uninitialised, so with ``auto_init`` the first batch it sees replaces these values.
+        """
+        self._apply_ei_init(0.5, 0.5, 0.25)
+        self.initialised = False
+        self.init_statistics = None
+
+    @torch.no_grad()
+    def _apply_ei_init(self, mean: float, second_moment: float, variance: float) -> EIInitStatistics:
+        sigma, gain_i = ei_init_scales(self.fan_in, mean, second_moment, variance)
+        self.weight_ee.exponential_(1.0 / sigma)  # Exponential with mean (scale) sigma
+        self.weight_ie.exponential_(1.0 / sigma)
+        self.weight_ei.fill_(1.0 / self.num_inhibitory)
+        if not self.output:
+            self.gain_i.fill_(gain_i)
+            self.gain_e.fill_(1.0)
+            self.bias_e.zero_()
+        return EIInitStatistics(self.fan_in, mean, second_moment, variance, sigma, gain_i)
+
+    @torch.no_grad()
+    def ei_init(self, x: torch.Tensor) -> EIInitStatistics:
+        """E-I Init from the layer's input ``x`` (a sequence ``[T, B, ...]`` or one step ``[B, ...]``).
+
+        Time is merged into the batch. Sets ``W_EE, W_IE ~ Exponential(sigma)``,
+        ``W_EI = 1/n_I``, ``g_E = 1``, ``b_E = 0``, ``g_I = sqrt(Ex2 + Vx) / (sqrt(d) Ex)``
+        (see the module docstring), marks the layer initialised and returns the statistics.
+        Raises ``ValueError`` when the input has zero mean (nothing to normalise by).
+        """
+        merged, _ = self._merge(x, one_step=x.dim() == self._sequence_rank - 1)
+        statistics = self._apply_ei_init(*input_moments(merged))
+        self.initialised = True
+        self.init_statistics = statistics
+        return statistics
+
+    def get_extra_state(self):
+        return {"initialised": self.initialised}
+
+    def set_extra_state(self, state) -> None:
+        self.initialised = bool(state["initialised"])
+
+    # -- forward ---------------------------------------------------------------------------
+
+    def forward(self, x: torch.Tensor, t: Optional[int] = None) -> torch.Tensor:
+        """Integrated current ``I`` (logits ``I_EE - I_sub`` for an output layer).
+
+        ``x``: a sequence ``[T, B, ...]``, or one step ``[B, ...]`` when ``t`` is given (the
+        circuit has no memory, so ``t`` is only checked). Output: the same leading layout.
+        """
+        if t is not None and (isinstance(t, bool) or not isinstance(t, int) or t < 0):
+            raise TypeError(f"{type(self).__name__}: time step t must be a non-negative int, got {t!r}")
+        merged, leading = self._merge(x, one_step=t is not None)
+        if not self.initialised and self.auto_init:
+            self.ei_init(merged.unsqueeze(0) if t is None else merged)
+        current_ee, activity_i = self._drive(merged, self.weight_ee.clamp(min=0), self.weight_ie.clamp(min=0))
+        weight_ei = self.weight_ei.clamp(min=0)
+        if self.scale_inhibitory_grad:
+            weight_ei = scale_gradient(weight_ei, 1.0 / self.fan_in)
+        balanced = current_ee - self._inhibit(activity_i, weight_ei)  # I_EE - I_sub
+        if self.output:
+            current = balanced
+        else:
+            view = self._channel_view
+            shunting = self._inhibit(activity_i * view(self.gain_i.clamp(min=0)), weight_ei)  # I_div
+            if self.stabilize:
+                shunting = stabilize_divisor(shunting, self.straight_through)
+            current = view(self.gain_e.clamp(min=0)) * balanced / shunting + view(self.bias_e)
+        return current if leading is None else current.unflatten(0, leading)
+
+    def _check_non_negative(self, x: torch.Tensor) -> None:
+        if x.numel() and bool(x.amin() < 0):
+            raise ValueError(
+                f"{type(self).__name__}: an E-I circuit needs non-negative input (spikes, pooled spikes or "
+                f"pixel intensities in [0, 1]); got a minimum of {x.min().item():.4g}"
+            )
+
+    def extra_repr(self) -> str:
+        switches = ("stabilize", "straight_through", "scale_inhibitory_grad")
+        flags = ", ".join(f"{k}=False" for k in switches if not getattr(self, k))
+        return (
+            f"n_E={self.num_excitatory}, n_I={self.num_inhibitory}, fan_in={self.fan_in}"
+            + (", output=True" if self.output else "")
+            + (f", {flags}" if flags else "")
+            + ("" if self.initialised else ", not initialised")
+        )
+
+
+class EILinear(_EICircuit):
+    """Fully connected E-I circuit on ``[T, B, in_features]`` (or one step ``[B, in_features]``).
+
+    ``I = g_E * (W_EE x - W_EI s_I) / (W_EI (g_I * s_I)) + b_E`` with ``s_I = W_IE x``; with
+    ``output=True`` the logits ``W_EE x - W_EI s_I``. See the module docstring for Dale's law,
+    E-I Init and E-I Prop.
+
+    Args:
+        in_features: input features (the fan-in d).
+        out_features: number of excitatory units n_E (the output features).
+        ei_ratio: n_E per inhibitory unit; ``n_I = max(1, n_E // ei_ratio)``.
+        output: the read-out form, without division, gains or bias.
+        stabilize, straight_through, scale_inhibitory_grad: the three parts of E-I Prop.
+        auto_init: run E-I Init on the first input the layer sees (in training or evaluation).
+
+    Parameters: ``weight_ee [n_E, d]``, ``weight_ie [n_I, d]``, ``weight_ei [n_E, n_I]``,
+    ``gain_i [n_I]``, ``gain_e [n_E]``, ``bias_e [n_E]``.
+    """
+
+    _sequence_rank = 3
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        ei_ratio: int = 4,
+        output: bool = False,
+        stabilize: bool = True,
+        straight_through: bool = True,
+        scale_inhibitory_grad: bool = True,
+        auto_init: bool = True,
+    ):
+        check_positive_int(in_features, "in_features", type(self).__name__)
+        check_positive_int(out_features, "out_features", type(self).__name__)
+        super().__init__(
+            out_features, ei_ratio, in_features, output, stabilize, straight_through, scale_inhibitory_grad, auto_init
+        )
+        self.in_features, self.out_features = in_features, out_features
+        self.weight_ee = nn.Parameter(torch.empty(self.num_excitatory, in_features))
+        self.weight_ie = nn.Parameter(torch.empty(self.num_inhibitory, in_features))
+        self.reset_parameters()
+
+    def _merge(self, x: torch.Tensor, one_step: bool):
+        name = type(self).__name__
+        check_floating(x, name)
+        if one_step:
+            check_rank(x, (2,), name, "[B, features] (one time step)")
+        else:
+            check_rank(x, (3,), name, "[T, B, features] (or pass t= for one step [B, features])")
+        check_channels(x, -1, self.in_features, name)
+        self._check_non_negative(x)
+        return (x, None) if one_step else (x.flatten(0, 1), x.shape[:2])
+
+    def _drive(self, x, weight_ee, weight_ie):
+        both = F.linear(x, torch.cat([weight_ee, weight_ie]))  # one matmul for E and I
+        return both.split([self.num_excitatory, self.num_inhibitory], dim=1)
+
+    def _inhibit(self, activity_i, weight_ei):
+        return F.linear(activity_i, weight_ei)
+
+    def _channel_view(self, values):
+        return values
+
+
+class EIConv2d(_EICircuit):
+    """Convolutional E-I circuit on ``[T, B, C, H, W]`` (or one step ``[B, C, H, W]``).
+
+    ``W_EE`` and ``W_IE`` are convolutions, run once on the time-merged batch
+    ``[T*B, C, H, W]``; ``W_EI`` is a pointwise (1x1) map from the I channels to the E
+    channels; gains and bias are per channel. Otherwise as :class:`EILinear`; the fan-in is
+    ``d = in_channels * kernel_height * kernel_width``.
+
+    Args:
+        in_channels: input channels.
+        out_channels: number of excitatory channels n_E.
+        kernel_size, stride, padding: of the two convolutions, as in ``nn.Conv2d``.
+        ei_ratio, output, stabilize, straight_through, scale_inhibitory_grad, auto_init: as in
+            :class:`EILinear`.
+
+    Parameters: ``weight_ee [n_E, C, kh, kw]``, ``weight_ie [n_I, C, kh, kw]``,
+    ``weight_ei [n_E, n_I]``, ``gain_i [n_I]``, ``gain_e [n_E]``, ``bias_e [n_E]``.
+    """
+
+    _sequence_rank = 5
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size,
+        ei_ratio: int = 4,
+        stride=1,
+        padding=0,
+        output: bool = False,
+        stabilize: bool = True,
+        straight_through: bool = True,
+        scale_inhibitory_grad: bool = True,
+        auto_init: bool = True,
+    ):
+        name = type(self).__name__
+        check_positive_int(in_channels, "in_channels", name)
+        check_positive_int(out_channels, "out_channels", name)
+        kernel = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
+        if len(kernel) != 2:
+            raise ValueError(f"{name}: kernel_size must be an int or a pair, got {kernel_size!r}")
+        for k in kernel:
+            check_positive_int(k, "kernel_size", name)
+        super().__init__(
+            out_channels,
+            ei_ratio,
+            in_channels * kernel[0] * kernel[1],
+            output,
+            stabilize,
+            straight_through,
+            scale_inhibitory_grad,
+            auto_init,
+        )
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.stride, self.padding = kernel, stride, padding
+        self.weight_ee = nn.Parameter(torch.empty(self.num_excitatory, in_channels, *kernel))
+        self.weight_ie = nn.Parameter(torch.empty(self.num_inhibitory, in_channels, *kernel))
+        self.reset_parameters()
+
+    def _merge(self, x: torch.Tensor, one_step: bool):
+        name = type(self).__name__
+        check_floating(x, name)
+        if one_step:
+            check_rank(x, (4,), name, "[B, C, H, W] (one time step)")
+            check_channels(x, 1, self.in_channels, name)
+        else:
+            check_rank(x, (5,), name, "[T, B, C, H, W] (or pass t= for one step [B, C, H, W])")
+            check_channels(x, 2, self.in_channels, name)
+        self._check_non_negative(x)
+        return (x, None) if one_step else (x.flatten(0, 1), x.shape[:2])
+
+    def _drive(self, x, weight_ee, weight_ie):
+        both = F.conv2d(x, torch.cat([weight_ee, weight_ie]), stride=self.stride, padding=self.padding)
+        return both.split([self.num_excitatory, self.num_inhibitory], dim=1)  # one convolution for E and I
+
+    def _inhibit(self, activity_i, weight_ei):
+        return F.conv2d(activity_i, weight_ei[:, :, None, None])
+
+    def _channel_view(self, values):
+        return values.view(-1, 1, 1)
+
+
+def circuits(model: nn.Module) -> list[_EICircuit]:
+    """Every E-I circuit (:class:`EILinear`, :class:`EIConv2d`) in ``model``, in registration order."""
+    return [m for m in model.modules() if isinstance(m, _EICircuit)]
+
+
+@torch.no_grad()
+def enforce_dale(model: nn.Module) -> None:
+    """Clamp every Dale-constrained parameter of ``model``'s E-I circuits to ``>= 0``, in place.
+
+    The projection step of projected gradient descent: call it after each optimiser step
+    (``training.fit(..., on_step=enforce_dale)``). ``bias_e`` is left free. The parameters are
+    written only when one of them is negative, so calling it at the start of a forward pass
+    never invalidates a graph built earlier.
+    """
+    layers = circuits(model)
+    if not layers:
+        raise TypeError(f"enforce_dale: {type(model).__name__} has no E-I circuits (EILinear, EIConv2d)")
+    parameters = [p for layer in layers for p in layer.dale_parameters()]
+    if bool(torch.stack([p.min() for p in parameters]).lt(0).any()):
+        for p in parameters:
+            p.clamp_(min=0)
+
+
+@torch.no_grad()
+def ei_init(model: nn.Module, x: torch.Tensor) -> list[EIInitStatistics]:
+    """E-I Init for every circuit of ``model``, layer by layer, on the batch ``x``.
+
+    Runs ``model(x)`` once in evaluation mode without gradients; each circuit initialises from
+    the input it receives, so layer l is initialised on the output of the already initialised
+    layers before it (the network's prefix). Returns each layer's statistics in order.
+    Use it to re-initialise a model, or on a model built with ``auto_init=False``; models
+    built with the default ``auto_init=True`` do the same on the first batch they see.
+    """
+    layers = circuits(model)
+    if not layers:
+        raise TypeError(f"ei_init: {type(model).__name__} has no E-I circuits (EILinear, EIConv2d)")
+    auto = [layer.auto_init for layer in layers]
+    was_training = model.training
+    for layer in layers:
+        layer.initialised, layer.auto_init = False, True
+    model.eval()
+    try:
+        model(x)
+    finally:
+        model.train(was_training)
+        for layer, flag in zip(layers, auto):
+            layer.auto_init = flag
+    skipped = [i for i, layer in enumerate(layers) if not layer.initialised]
+    if skipped:
+        raise ValueError(f"ei_init: the forward pass of {type(model).__name__} never reached E-I circuits {skipped}")
+    return [layer.init_statistics for layer in layers]

@@ -1,0 +1,294 @@
+"""Reference networks: a conventional CNN and a spiking CNN of the same architecture.
+
+Both are plain stacks of ``depth`` blocks ``conv3x3 -> norm -> nonlinearity`` of ``width``
+channels with PyTorch's default initialisation, a 2x2 average pool after the first block, and a
+linear read-out of the flattened feature map. The only differences between the two are the nonlinearity (ReLU or LIF neurons) and
+time: the spiking network sees its static input at each of ``num_steps`` steps (direct
+encoding: the first convolution acts as the encoder) and averages its read-out over time.
+
+The normalisation is chosen by a registry name (``snn_norm_lite.norms.available_norms()``).
+Convolutions carry a bias only when there is no normalisation (a norm's own bias makes the
+convolution's redundant).
+
+The spiking network runs layer by layer over the whole sequence: each convolution sees the
+time-merged batch ``[T*B, C, H, W]``, each neuron loops over T. On a CPU this is much faster
+than looping the whole network step by step, and gives the same result.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .checks import check_channels, check_floating, check_positive_int, check_rank
+from .neurons import MultiStepLeaky
+from .norms import build_norm, get_spec
+
+
+def _conv(in_channels: int, out_channels: int, norm: str) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=(norm == "none"))
+
+
+def _check_architecture(name: str, depth: int, width: int, image_size: int) -> int:
+    """Validate the shape arguments; return the number of features the read-out sees."""
+    check_positive_int(depth, "depth", name)
+    check_positive_int(width, "width", name)
+    check_positive_int(image_size, "image_size", name)
+    if image_size % 2:
+        raise ValueError(f"{name}: image_size must be even (the network pools by 2), got {image_size}")
+    return width * (image_size // 2) ** 2
+
+
+class ConvNet(nn.Module):
+    """Conventional CNN: ``depth`` x (conv3x3 -> norm -> ReLU), pool, linear read-out.
+
+    Input ``[B, C, H, W]`` floats; output logits ``[B, num_classes]``.
+    """
+
+    def __init__(
+        self,
+        norm: str = "bn",
+        depth: int = 6,
+        width: int = 32,
+        in_channels: int = 1,
+        num_classes: int = 10,
+        image_size: int = 8,
+    ):
+        super().__init__()
+        features = _check_architecture(type(self).__name__, depth, width, image_size)
+        self.norm_name, self.depth, self.width, self.in_channels = norm, depth, width, in_channels
+        blocks = []
+        for i in range(depth):
+            blocks.append(
+                nn.Sequential(
+                    _conv(in_channels if i == 0 else width, width, norm),
+                    build_norm(norm, width),
+                    nn.ReLU(),
+                )
+            )
+        self.blocks = nn.ModuleList(blocks)
+        self.pool = nn.AvgPool2d(2)
+        self.readout = nn.Linear(features, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        name = type(self).__name__
+        check_floating(x, name)
+        check_rank(x, (4,), name, "[B, C, H, W]")
+        check_channels(x, 1, self.in_channels, name)
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            if i == 0:
+                x = self.pool(x)
+        return self.readout(x.flatten(1))
+
+
+class SpikingBlock(nn.Module):
+    """conv3x3 on the time-merged batch -> normalisation on the sequence -> LIF neurons."""
+
+    def __init__(self, conv: nn.Conv2d, norm: nn.Module, neuron: nn.Module):
+        super().__init__()
+        self.conv, self.norm, self.neuron = conv, norm, neuron
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        steps, batch = x.shape[:2]
+        current = self.conv(x.flatten(0, 1)).unflatten(0, (steps, batch))
+        return self.neuron(self.norm(current))
+
+
+class SpikingConvNet(nn.Module):
+    """Spiking CNN with the architecture of :class:`ConvNet` and LIF neurons.
+
+    Input: a static image batch ``[B, C, H, W]`` (presented at every step) or a sequence
+    ``[T, B, C, H, W]`` with ``T == num_steps``. Output: logits ``[B, num_classes]``, the
+    read-out averaged over the T steps.
+
+    Args:
+        norm: registry name of the normalisation after each convolution.
+        depth, width: number of blocks and channels per block.
+        num_steps: T, the number of simulation steps.
+        beta, threshold: LIF leak and firing threshold of every neuron.
+        backend: neuron implementation, ``"fused"`` or ``"snntorch"``.
+    """
+
+    def __init__(
+        self,
+        norm: str = "bn",
+        depth: int = 6,
+        width: int = 32,
+        num_steps: int = 8,
+        beta: float = 0.9,
+        threshold: float = 1.0,
+        in_channels: int = 1,
+        num_classes: int = 10,
+        image_size: int = 8,
+        backend: str = "fused",
+    ):
+        super().__init__()
+        name = type(self).__name__
+        features = _check_architecture(name, depth, width, image_size)
+        check_positive_int(num_steps, "num_steps", name)
+        spec = get_spec(norm)
+        if spec.circuit:
+            raise ValueError(f"{name}: {norm!r} is a circuit, not a layer; use build_snn({norm!r}, ...)")
+        self.norm_name, self.depth, self.width, self.in_channels = norm, depth, width, in_channels
+        self.num_steps, self.beta, self.threshold = num_steps, beta, threshold
+        blocks = []
+        for i in range(depth):
+            if spec.neuron is not None:
+                neuron = spec.neuron(width, beta=beta, threshold=threshold)
+            else:
+                neuron = MultiStepLeaky(beta=beta, threshold=threshold, backend=backend)
+            blocks.append(
+                SpikingBlock(
+                    _conv(in_channels if i == 0 else width, width, norm),
+                    build_norm(norm, width, num_steps),
+                    neuron,
+                )
+            )
+        self.blocks = nn.ModuleList(blocks)
+        self.pool = nn.AvgPool2d(2)
+        self.readout = nn.Linear(features, num_classes)
+
+    def as_sequence(self, x: torch.Tensor) -> torch.Tensor:
+        """Check the input and return it as ``[T, B, C, H, W]`` (a static image is repeated)."""
+        name = type(self).__name__
+        check_floating(x, name)
+        check_rank(x, (4, 5), name, "[B, C, H, W] (static) or [T, B, C, H, W]")
+        if x.dim() == 4:
+            check_channels(x, 1, self.in_channels, name)
+            return x.unsqueeze(0).expand(self.num_steps, *x.shape)
+        check_channels(x, 2, self.in_channels, name)
+        if x.shape[0] != self.num_steps:
+            raise ValueError(f"{name}: built for num_steps={self.num_steps}, got a sequence of {x.shape[0]} steps")
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.as_sequence(x)
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            if i == 0:
+                x = self.pool(x.flatten(0, 1)).unflatten(0, x.shape[:2])
+        return self.readout(x.flatten(2)).mean(dim=0)  # read-out of [T, B, C*H*W], averaged over T
+
+    def neurons(self) -> list[nn.Module]:
+        """The spiking layers, in depth order (what probes and AHSAR attach to)."""
+        return [block.neuron for block in self.blocks]
+
+
+def build_ann(norm: str = "bn", depth: int = 6, width: int = 32, **kwargs) -> nn.Module:
+    """The reference conventional CNN for a registry name."""
+    return ConvNet(norm, depth, width, **kwargs)
+
+
+def build_snn(norm: str = "bn", depth: int = 6, width: int = 32, num_steps: int = 8, **kwargs) -> nn.Module:
+    """The reference spiking CNN for a registry name (E-I circuits included)."""
+    spec = get_spec(norm)
+    if spec.circuit:
+        return spec.build(depth=depth, width=width, num_steps=num_steps, **kwargs)
+    return SpikingConvNet(norm, depth, width, num_steps, **kwargs)
+
+
+# -- The E-I circuit network (DeepEISNN): no normalisation layer at all ------------------------
+
+from .inhibition import EIConv2d, EILinear, enforce_dale  # noqa: E402  (kept with the class that uses it)
+
+
+class EISpikingBlock(nn.Module):
+    """E-I circuit (conv3x3 E and I populations with lateral inhibition) -> excitatory LIF neurons."""
+
+    def __init__(self, circuit: EIConv2d, neuron: nn.Module):
+        super().__init__()
+        self.circuit, self.neuron = circuit, neuron
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.neuron(self.circuit(x))
+
+
+class EISpikingConvNet(nn.Module):
+    """Spiking CNN of E-I circuits: the shape of :class:`SpikingConvNet`, with no normaliser.
+
+    ``depth`` blocks ``EIConv2d(3x3) -> LIF`` of ``width`` excitatory channels (and
+    ``width // ei_ratio`` inhibitory ones), a 2x2 average pool after the first block, and an
+    E-I read-out without division (``EILinear(..., output=True)``: logits ``I_EE - I_sub``)
+    of the flattened spikes, averaged over the T steps. Input and output as in
+    :class:`SpikingConvNet`: ``[B, C, H, W]`` (repeated at every step) or ``[T, B, C, H, W]``,
+    non-negative (pixel intensities); logits ``[B, num_classes]``.
+
+    How to train it (the design is that nothing extra is needed)::
+
+        model = build_snn("ei", depth=6, width=32, num_steps=8)
+        history = fit(model, train_loader, test_loader)
+
+    * E-I Init runs by itself on the first batch the model sees (each circuit is initialised
+      on the output of the initialised layers before it). ``inhibition.ei_init(model, x)``
+      does it explicitly, e.g. to choose the batch or to re-initialise.
+    * Dale's law: the circuits use clamped weights, and at the start of every training forward
+      pass the model clamps its stored parameters (``inhibition.enforce_dale``), so they stay
+      non-negative after each optimiser step without an ``on_step`` callback.
+
+    The neuron follows the paper (LIF, tau = 2, threshold 1, soft reset, reset detached):
+    ``beta = 1 - 1/tau = 0.5`` by default. One difference: the paper subtracts the reset
+    before the decay, ``u[t+1] = beta (u[t] - V_th s[t]) + I[t+1]``, our
+    :class:`~snn_norm_lite.neurons.MultiStepLeaky` after it, ``u_t = beta u_{t-1} + I_t -
+    V_th s_{t-1}`` (the same as every other network of the package).
+
+    Args:
+        depth, width, num_steps: blocks, excitatory channels per block, time steps T.
+        beta, threshold, backend: of every LIF neuron.
+        ei_ratio: excitatory per inhibitory unit (4 in the paper).
+        stabilize, straight_through, scale_inhibitory_grad: E-I Prop switches of every circuit.
+        in_channels, num_classes, image_size: data shape.
+    """
+
+    as_sequence = SpikingConvNet.as_sequence  # same input checks and static-input repetition
+
+    def __init__(
+        self,
+        depth: int = 6,
+        width: int = 32,
+        num_steps: int = 8,
+        beta: float = 0.5,
+        threshold: float = 1.0,
+        ei_ratio: int = 4,
+        stabilize: bool = True,
+        straight_through: bool = True,
+        scale_inhibitory_grad: bool = True,
+        in_channels: int = 1,
+        num_classes: int = 10,
+        image_size: int = 8,
+        backend: str = "fused",
+    ):
+        super().__init__()
+        name = type(self).__name__
+        features = _check_architecture(name, depth, width, image_size)
+        check_positive_int(num_steps, "num_steps", name)
+        self.norm_name, self.depth, self.width, self.in_channels = "ei", depth, width, in_channels
+        self.num_steps, self.beta, self.threshold = num_steps, beta, threshold
+        prop = dict(stabilize=stabilize, straight_through=straight_through, scale_inhibitory_grad=scale_inhibitory_grad)
+        self.blocks = nn.ModuleList(
+            EISpikingBlock(
+                EIConv2d(in_channels if i == 0 else width, width, 3, ei_ratio=ei_ratio, padding=1, **prop),
+                MultiStepLeaky(beta=beta, threshold=threshold, backend=backend),
+            )
+            for i in range(depth)
+        )
+        self.pool = nn.AvgPool2d(2)
+        self.readout = EILinear(features, num_classes, ei_ratio=ei_ratio, output=True, **prop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.as_sequence(x)
+        if self.training:
+            enforce_dale(self)
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            if i == 0:
+                x = self.pool(x.flatten(0, 1)).unflatten(0, x.shape[:2])
+        return self.readout(x.flatten(2)).mean(dim=0)  # logits I_EE - I_sub of [T, B, C*H*W], averaged over T
+
+    def neurons(self) -> list[nn.Module]:
+        """The excitatory LIF layers, in depth order (what probes and AHSAR attach to)."""
+        return [block.neuron for block in self.blocks]
+
+    def circuits(self) -> list[nn.Module]:
+        """The E-I circuits, in depth order, the read-out last."""
+        return [block.circuit for block in self.blocks] + [self.readout]

@@ -1,0 +1,125 @@
+"""Multi-step leaky integrate-and-fire (LIF) neurons on sequences ``[T, B, ...]``.
+
+The neuron is snntorch's ``Leaky`` with subtractive reset, run over a whole sequence::
+
+    u_t = beta * u_{t-1} + x_t - V_th * s_{t-1}        (u_{-1} = 0, s_{-1} = 0)
+    s_t = H(u_t - V_th)                                 (H: Heaviside, H(0) = 0)
+
+The reset term ``V_th * s_{t-1}`` is detached from the graph, as in snntorch. In the backward
+pass the Heaviside step is replaced by snntorch's arctan surrogate::
+
+    dH/du ~= (alpha / 2) / (1 + (pi / 2 * alpha * (u - V_th))^2),     alpha = 2
+
+Two interchangeable backends compute exactly this:
+
+* ``"fused"`` (default): one autograd node for the whole sequence. The forward loop over T
+  touches only element-wise tensors, and the backward pass is the same recurrence run in
+  reverse, ``g_t = dL/ds_t * dH/du_t + beta * g_{t+1}``, ``dL/dx_t = g_t``. This keeps the
+  autograd graph small, which is most of the cost of an SNN on a CPU.
+* ``"snntorch"``: snntorch's own ``Leaky`` called once per step; the reference the fused
+  backend is tested against.
+"""
+
+from __future__ import annotations
+
+import math
+
+import snntorch
+import torch
+from snntorch import surrogate
+from torch import nn
+
+from .checks import check_floating, check_unit_interval
+
+SURROGATE_ALPHA = 2.0  # snntorch's default arctan slope
+
+
+def arctan_surrogate_grad(v: torch.Tensor, alpha: float = SURROGATE_ALPHA) -> torch.Tensor:
+    """Derivative of snntorch's arctan surrogate at ``v = u - V_th``."""
+    return (alpha / 2) / (1 + (math.pi / 2 * alpha * v) ** 2)
+
+
+class _FusedLIF(torch.autograd.Function):
+    """The LIF recurrence over T as a single autograd node (see the module docstring).
+
+    Written for speed on a CPU: every step is three element-wise kernels writing into
+    preallocated ``[T, ...]`` buffers (no temporaries), and the backward recurrence runs in
+    place on the surrogate-gradient tensor.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, beta: float, threshold: float, alpha: float) -> torch.Tensor:
+        x = x.contiguous()
+        membranes = torch.empty_like(x)
+        spikes = torch.empty_like(x)
+        membranes[0] = x[0]  # u_{-1} = 0 and s_{-1} = 0
+        torch.gt(membranes[0], threshold, out=spikes[0])
+        for t in range(1, x.shape[0]):
+            torch.add(x[t], membranes[t - 1], alpha=beta, out=membranes[t])  # x_t + beta u_{t-1}
+            membranes[t].sub_(spikes[t - 1], alpha=threshold)  # - V_th s_{t-1} (reset, no gradient)
+            torch.gt(membranes[t], threshold, out=spikes[t])  # s_t = H(u_t - V_th)
+        ctx.save_for_backward(membranes)
+        ctx.beta, ctx.threshold, ctx.alpha = beta, threshold, alpha
+        return spikes
+
+    @staticmethod
+    def backward(ctx, grad_spikes: torch.Tensor):
+        (membranes,) = ctx.saved_tensors
+        # local_t = dL/ds_t * (alpha/2) / (1 + (pi/2 alpha (u_t - V_th))^2), in place
+        grad = membranes.sub(ctx.threshold).square_().mul_((math.pi / 2 * ctx.alpha) ** 2).add_(1.0)
+        torch.div(grad_spikes, grad, out=grad)
+        if ctx.alpha != 2.0:
+            grad.mul_(ctx.alpha / 2)
+        # g_t = local_t + beta * g_{t+1}, and dL/dx_t = g_t
+        for t in range(grad.shape[0] - 2, -1, -1):
+            grad[t].add_(grad[t + 1], alpha=ctx.beta)
+        return grad, None, None, None
+
+
+class MultiStepLeaky(nn.Module):
+    """LIF neurons over a whole sequence: ``[T, B, ...]`` input currents in, spikes out.
+
+    Args:
+        beta: membrane decay per step, in [0, 1] (1 is a perfect integrator).
+        threshold: firing threshold ``V_th`` (> 0). Stored as a buffer so controllers such as
+            AHSAR can rescale it without touching any parameter.
+        backend: ``"fused"`` or ``"snntorch"`` (same numbers; see the module docstring).
+    """
+
+    def __init__(self, beta: float = 0.9, threshold: float = 1.0, backend: str = "fused"):
+        super().__init__()
+        name = type(self).__name__
+        self.beta = check_unit_interval(beta, "beta", name, closed_low=True)
+        if not threshold > 0:
+            raise ValueError(f"{name}: threshold must be positive, got {threshold}")
+        if backend not in ("fused", "snntorch"):
+            raise ValueError(f"{name}: backend must be 'fused' or 'snntorch', got {backend!r}")
+        self.backend = backend
+        self.register_buffer("threshold", torch.tensor(float(threshold)))
+
+    def extra_repr(self) -> str:
+        return f"beta={self.beta}, threshold={float(self.threshold):.4g}, backend={self.backend!r}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        name = type(self).__name__
+        check_floating(x, name)
+        if x.dim() < 2:
+            raise ValueError(f"{name}: expected a sequence [T, B, ...], got shape {tuple(x.shape)}")
+        threshold = float(self.threshold)
+        if self.backend == "fused":
+            return _FusedLIF.apply(x, self.beta, threshold, SURROGATE_ALPHA)
+        return self._forward_snntorch(x, threshold)
+
+    def _forward_snntorch(self, x: torch.Tensor, threshold: float) -> torch.Tensor:
+        leaky = snntorch.Leaky(
+            beta=self.beta,
+            threshold=threshold,
+            spike_grad=surrogate.atan(alpha=SURROGATE_ALPHA),
+            reset_mechanism="subtract",
+        )
+        mem = torch.zeros_like(x[0])
+        spikes = []
+        for t in range(x.shape[0]):
+            spk, mem = leaky(x[t], mem)
+            spikes.append(spk)
+        return torch.stack(spikes).to(x.dtype)  # snntorch emits float32 spikes

@@ -1,0 +1,114 @@
+"""Baselines: plain BatchNorm, and BatchNorm applied to a whole spike sequence.
+
+``y = weight * (x - mu_B) / sqrt(var_B + eps) + bias`` per channel, with ``mu_B, var_B`` the
+mean and biased variance of the batch in training and the running statistics in evaluation
+(Ioffe and Szegedy, 2015). For a conventional network this is ``nn.BatchNorm2d`` itself.
+
+For a spiking network the input is a sequence ``[T, B, C, H, W]``. The plainest choice, and the
+one most SNN code uses when it says "BatchNorm", is to treat the T steps as extra samples: merge
+time into the batch, normalise ``[T*B, C, H, W]``, split again. The statistics are then shared by
+all steps (taken over T, B, H and W), which is also what tdBN does before its threshold scaling.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..checks import check_channels, check_floating, check_rank
+
+
+class SequenceBatchNorm2d(nn.BatchNorm2d):
+    """``nn.BatchNorm2d`` over a sequence ``[T, B, C, H, W]`` with time merged into the batch.
+
+    Statistics over (T, B, H, W) per channel in training; running statistics in evaluation
+    (PyTorch's convention: biased variance in the forward pass, unbiased one in
+    ``running_var``). Needs the whole sequence in training: a single step would give
+    statistics of that step only, which is a different method (see BNTT).
+    """
+
+    def _check_sequence(self, x: torch.Tensor) -> None:
+        name = type(self).__name__
+        check_floating(x, name)
+        check_rank(x, (5,), name, "[T, B, C, H, W]")
+        check_channels(x, 2, self.num_features, name)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_sequence(x)
+        steps, batch = x.shape[:2]
+        y = super().forward(x.flatten(0, 1))
+        return y.unflatten(0, (steps, batch))
+
+
+
+@torch.no_grad()
+def fold_batchnorm_into_conv(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """A new convolution equal to ``bn(conv(x))`` with ``bn`` in evaluation mode.
+
+    In evaluation BatchNorm is a fixed per-channel affine map, so it folds into the preceding
+    convolution::
+
+        s = weight_bn / sqrt(running_var + eps)
+        W' = W * s   (per output channel),     b' = (b - running_mean) * s + bias_bn
+
+    Inference then costs one convolution and no normalisation at all.
+    """
+    if not isinstance(conv, nn.Conv2d) or not isinstance(bn, nn.BatchNorm2d):
+        raise TypeError(
+            f"fold_batchnorm_into_conv: expected (nn.Conv2d, nn.BatchNorm2d), got "
+            f"({type(conv).__name__}, {type(bn).__name__})"
+        )
+    if conv.out_channels != bn.num_features:
+        raise ValueError(
+            f"fold_batchnorm_into_conv: the convolution has {conv.out_channels} output channels "
+            f"but the BatchNorm normalises {bn.num_features}"
+        )
+    if bn.running_mean is None:
+        raise ValueError("fold_batchnorm_into_conv: the BatchNorm tracks no running statistics")
+    scale = torch.rsqrt(bn.running_var + bn.eps)
+    if bn.affine:
+        scale = scale * bn.weight
+    shift = -bn.running_mean * scale
+    if bn.affine:
+        shift = shift + bn.bias
+    if conv.bias is not None:
+        shift = shift + conv.bias * scale
+    folded = nn.Conv2d(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        stride=conv.stride,
+        padding=conv.padding,
+        dilation=conv.dilation,
+        groups=conv.groups,
+        bias=True,
+        padding_mode=conv.padding_mode,
+    ).to(device=conv.weight.device, dtype=conv.weight.dtype)
+    folded.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
+    folded.bias.copy_(shift)
+    return folded
+
+
+def fold_batchnorms(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` in which every ``Conv2d`` followed by a ``BatchNorm2d`` in the same
+    ``nn.Sequential`` is replaced by the folded convolution and an ``nn.Identity``.
+
+    The copy is in evaluation mode and computes what ``model.eval()`` computes.
+    """
+    import copy
+
+    folded_model = copy.deepcopy(model).eval()
+    count = 0
+    for module in folded_model.modules():
+        if not isinstance(module, nn.Sequential):
+            continue
+        names = list(module._modules)
+        for first, second in zip(names, names[1:]):
+            conv, bn = module._modules[first], module._modules[second]
+            if isinstance(conv, nn.Conv2d) and type(bn) is nn.BatchNorm2d:
+                module._modules[first] = fold_batchnorm_into_conv(conv, bn)
+                module._modules[second] = nn.Identity()
+                count += 1
+    if count == 0:
+        raise ValueError("fold_batchnorms: found no Conv2d followed by BatchNorm2d inside an nn.Sequential")
+    return folded_model

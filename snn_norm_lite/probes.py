@@ -1,0 +1,100 @@
+"""Measurements of a network while it runs: firing rates, per-step statistics, gradient norms.
+
+Probes attach forward hooks to the spiking layers (any module whose output is a spike
+sequence ``[T, B, ...]``), run the model once without gradients, and remove the hooks. They
+never change the model.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterable
+
+import torch
+from torch import nn
+
+
+def spiking_layers(model: nn.Module) -> list[nn.Module]:
+    """The model's spiking layers in depth order (its ``neurons()`` if it has that method)."""
+    if hasattr(model, "neurons"):
+        return list(model.neurons())
+    raise TypeError(f"spiking_layers: {type(model).__name__} has no neurons() method; pass the layers explicitly")
+
+
+@contextmanager
+def _record(layers: Iterable[nn.Module], keep_input: bool):
+    records: list[dict] = []
+    handles = []
+    for layer in layers:
+        record: dict = {}
+        records.append(record)
+
+        def hook(module, inputs, output, record=record):
+            record["spikes"] = output.detach()
+            if keep_input:
+                record["current"] = inputs[0].detach()
+
+        handles.append(layer.register_forward_hook(hook))
+    try:
+        yield records
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@torch.no_grad()
+def firing_rates(model: nn.Module, x: torch.Tensor, layers=None, train_mode: bool = False) -> torch.Tensor:
+    """Mean firing rate (spikes per neuron per step) of each spiking layer, shape ``[L]``.
+
+    ``train_mode=True`` runs the model in training mode, so normalisers use the batch's own
+    statistics (and update their running ones, as a training step would).
+    """
+    layers = spiking_layers(model) if layers is None else list(layers)
+    with _record(layers, keep_input=False) as records:
+        _run_in_eval(model, x, train_mode=train_mode)
+    return torch.stack([r["spikes"].float().mean() for r in records])
+
+
+@torch.no_grad()
+def per_step_statistics(model: nn.Module, x: torch.Tensor, layers=None, train_mode: bool = False) -> dict:
+    """Per layer and time step: mean and variance of the input current, and the firing rate.
+
+    Returns a dict of tensors of shape ``[L, T]``: ``current_mean``, ``current_var`` and
+    ``rate``. ``train_mode=True`` runs the model in training mode, so normalisers use the
+    batch's statistics (and update their running ones, as a training step would).
+    """
+    layers = spiking_layers(model) if layers is None else list(layers)
+    with _record(layers, keep_input=True) as records:
+        _run_in_eval(model, x, train_mode=train_mode)
+    reduce_dims = lambda v: tuple(range(1, v.dim()))  # noqa: E731 - everything but time
+    return {
+        "current_mean": torch.stack([r["current"].mean(dim=reduce_dims(r["current"])) for r in records]),
+        "current_var": torch.stack([r["current"].var(dim=reduce_dims(r["current"]), correction=0) for r in records]),
+        "rate": torch.stack([r["spikes"].float().mean(dim=reduce_dims(r["spikes"])) for r in records]),
+    }
+
+
+def _run_in_eval(model: nn.Module, x: torch.Tensor, train_mode: bool = False) -> None:
+    was_training = model.training
+    model.train(train_mode)
+    try:
+        model(x)
+    finally:
+        model.train(was_training)
+
+
+def gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[float]:
+    """L2 norm of the loss gradient of each convolution's weight, in depth order.
+
+    Runs one forward and backward pass in training mode; the model's gradients are cleared
+    before and after, so no optimiser state is touched.
+    """
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    if not convs:
+        raise TypeError(f"gradient_norms: {type(model).__name__} has no Conv2d layers")
+    model.zero_grad(set_to_none=True)
+    loss = nn.functional.cross_entropy(model(x), y)
+    loss.backward()
+    norms = [conv.weight.grad.norm().item() for conv in convs]
+    model.zero_grad(set_to_none=True)
+    return norms

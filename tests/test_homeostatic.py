@@ -1,0 +1,238 @@
+"""HomeostaticNorm and TemporalHomeostaticNorm2d against a hand-written version of their rule."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from snn_norm_lite.norms import HomeostaticNorm, TemporalHomeostaticNorm2d
+
+
+def naive_homeostatic(batches, eps=1e-5, eta=0.1, weight=None, bias=None):
+    """Per-channel loop: output with the state before each batch, then the EMA in gain space."""
+    channels = batches[0].shape[1]
+    g = [1.0 / math.sqrt(1.0 + eps)] * channels
+    b = [0.0] * channels
+    outputs = []
+    for x in batches:
+        y = torch.empty_like(x)
+        for c in range(channels):
+            w = 1.0 if weight is None else float(weight[c])
+            beta = 0.0 if bias is None else float(bias[c])
+            y[:, c] = w * (g[c] * x[:, c] + b[c]) + beta
+            values = x[:, c].reshape(-1).double()
+            mean = values.mean().item()
+            var = ((values - mean) ** 2).mean().item()
+            g_star = 1.0 / math.sqrt(var + eps)
+            b_star = -mean * g_star
+            g[c] = (1 - eta) * g[c] + eta * g_star
+            b[c] = (1 - eta) * b[c] + eta * b_star
+        outputs.append(y)
+    return outputs, g, b
+
+
+def stationary_batch(generator, batch=256, channels=16, size=8, dtype=torch.float32):
+    shift = torch.linspace(-2.0, 3.0, channels).view(1, channels, 1, 1)
+    scale = torch.linspace(0.2, 4.0, channels).view(1, channels, 1, 1)
+    x = torch.randn(batch, channels, size, size, generator=generator, dtype=dtype)
+    return x * scale.to(dtype) + shift.to(dtype)
+
+
+@pytest.mark.parametrize("shape", [(32, 5), (16, 5, 7), (8, 5, 4, 3)])
+def test_matches_naive_rule_for_1d_2d_inputs(shape):
+    torch.manual_seed(0)
+    norm = HomeostaticNorm(5, momentum=0.2).double()
+    with torch.no_grad():
+        norm.weight.copy_(torch.linspace(0.5, 2.0, 5))
+        norm.bias.copy_(torch.linspace(-1.0, 1.0, 5))
+    batches = [torch.randn(*shape, dtype=torch.float64) * 3 + 1 for _ in range(4)]
+    got = [norm(x) for x in batches]
+    expected, g, b = naive_homeostatic(batches, eta=0.2, weight=norm.weight.detach(), bias=norm.bias.detach())
+    for y, e in zip(got, expected):
+        torch.testing.assert_close(y, e, rtol=1e-10, atol=1e-10)
+    gain, shift = norm.gain_and_bias()
+    torch.testing.assert_close(gain, torch.tensor(g, dtype=torch.float64))
+    torch.testing.assert_close(shift, torch.tensor(b, dtype=torch.float64))
+    assert int(norm.num_batches_tracked) == 4
+
+
+def test_batch_free_output_does_not_depend_on_other_samples():
+    torch.manual_seed(1)
+    norm = HomeostaticNorm(3)
+    for _ in range(5):
+        norm(torch.randn(64, 3, 4, 4) * 2 + 1)
+    state = {k: v.clone() for k, v in norm.state_dict().items()}
+    x = torch.randn(10, 3, 4, 4)
+    together = norm(x)
+    alone = []
+    for i in range(10):
+        norm.load_state_dict(state)  # every sample sees the same state, in training mode
+        alone.append(norm(x[i : i + 1]))
+    torch.testing.assert_close(together, torch.cat(alone))
+
+
+def test_no_gradient_flows_through_statistics_when_batch_free():
+    norm = HomeostaticNorm(2, affine=False)
+    x = torch.randn(16, 2, requires_grad=True)
+    norm(x).sum().backward()
+    gain, _ = norm.gain_and_bias()
+    # With the statistics constant, d(sum y)/dx is the gain used in the forward pass: 1/sqrt(1+eps).
+    torch.testing.assert_close(x.grad, torch.full_like(x, 1 / math.sqrt(1 + norm.eps)))
+    assert not torch.allclose(gain, torch.full_like(gain, 1 / math.sqrt(1 + norm.eps)))  # the state moved
+
+
+def test_batch_statistics_mode_equals_batchnorm_in_training():
+    torch.manual_seed(2)
+    x = torch.randn(32, 4, 5, 5, dtype=torch.float64) * 2 - 1
+    norm = HomeostaticNorm(4, batch_free=False).double()
+    reference = nn.BatchNorm2d(4).double()
+    torch.testing.assert_close(norm(x), reference(x))
+    x1 = x.clone().requires_grad_()
+    x2 = x.clone().requires_grad_()
+    (norm(x1) ** 3).sum().backward()
+    (reference(x2) ** 3).sum().backward()
+    torch.testing.assert_close(x1.grad, x2.grad)
+
+
+def test_train_and_eval_agree_and_eval_freezes_state():
+    torch.manual_seed(3)
+    norm = HomeostaticNorm(3)
+    for _ in range(3):
+        norm(torch.randn(32, 3) + 2)
+    x = torch.randn(8, 3)
+    state = {k: v.clone() for k, v in norm.state_dict().items()}
+    y_train = norm(x)
+    norm.load_state_dict(state)
+    norm.eval()
+    y_eval = norm(x)
+    torch.testing.assert_close(y_train, y_eval)
+    for key, value in norm.state_dict().items():
+        torch.testing.assert_close(value, state[key])
+
+
+def test_matches_batchnorm_after_warm_up_on_a_stationary_distribution():
+    """The issue's bar: 100 warm-up batches of 256x16x8x8, then compare on fresh batches."""
+    generator = torch.Generator().manual_seed(0)
+    norm, reference = HomeostaticNorm(16), nn.BatchNorm2d(16)
+    for _ in range(100):
+        batch = stationary_batch(generator)
+        norm(batch)
+        reference(batch)
+    differences, means, stds = [], [], []
+    for _ in range(5):
+        batch = stationary_batch(generator)
+        y, y_ref = norm(batch), reference(batch)
+        differences.append((y - y_ref).abs().mean().item())
+        means.append(y.mean(dim=(0, 2, 3)))
+        stds.append(y.std(dim=(0, 2, 3)))
+    assert max(differences) < 0.015
+    assert torch.stack(means).abs().max() < 0.05
+    assert (torch.stack(stds) - 1).abs().max() < 0.05
+
+
+def test_loads_a_batchnorm_checkpoint():
+    reference = nn.BatchNorm2d(4)
+    reference(torch.randn(16, 4, 3, 3) * 3 + 2)
+    norm = HomeostaticNorm(4)
+    norm.load_state_dict(reference.state_dict())
+    torch.testing.assert_close(norm.running_mean, reference.running_mean)
+
+
+def test_float64_and_constant_input_give_no_nan():
+    norm = HomeostaticNorm(3).double()
+    y = norm(torch.full((8, 3, 2, 2), 5.0, dtype=torch.float64))
+    assert y.dtype == torch.float64
+    assert torch.isfinite(y).all()
+    y = norm(torch.full((8, 3, 2, 2), 5.0, dtype=torch.float64))
+    assert torch.isfinite(y).all()
+
+
+def test_state_dict_round_trip():
+    a = HomeostaticNorm(3)
+    a(torch.randn(20, 3) * 4)
+    b = HomeostaticNorm(3)
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(5, 3)
+    torch.testing.assert_close(a.eval()(x), b.eval()(x))
+
+
+@pytest.mark.parametrize(
+    "x, error, match",
+    [
+        (torch.randn(4), ValueError, "2-D or 3-D or 4-D"),
+        (torch.randn(2, 3, 4, 4, 4), ValueError, "2-D or 3-D or 4-D"),
+        (torch.randn(8, 5, 4, 4), ValueError, "expected 3 channels"),
+        (torch.ones(8, 3, dtype=torch.long), TypeError, "floating-point"),
+    ],
+)
+def test_bad_input_is_rejected(x, error, match):
+    with pytest.raises(error, match=match):
+        HomeostaticNorm(3)(x)
+
+
+def test_bad_constructor_arguments():
+    with pytest.raises(ValueError, match="momentum"):
+        HomeostaticNorm(3, momentum=0.0)
+    with pytest.raises(ValueError, match="num_features"):
+        HomeostaticNorm(0)
+    with pytest.raises(ValueError, match="eps"):
+        HomeostaticNorm(3, eps=0.0)
+
+
+# ---- the temporal variant ------------------------------------------------------------------
+
+
+def test_temporal_keeps_one_state_per_step_like_separate_norms():
+    torch.manual_seed(4)
+    steps, channels = 3, 4
+    temporal = TemporalHomeostaticNorm2d(channels, steps).double()
+    separate = [HomeostaticNorm(channels).double() for _ in range(steps)]
+    for _ in range(4):
+        x = torch.randn(steps, 6, channels, 3, 3, dtype=torch.float64) * torch.arange(1.0, steps + 1).view(-1, 1, 1, 1, 1)
+        y = temporal(x)
+        expected = torch.stack([separate[t](x[t]) for t in range(steps)])
+        torch.testing.assert_close(y, expected)
+    for t in range(steps):
+        torch.testing.assert_close(temporal.running_mean[t], separate[t].running_mean)
+        torch.testing.assert_close(temporal.running_var[t], separate[t].running_var)
+
+
+def test_temporal_step_calls_equal_the_sequence_call():
+    torch.manual_seed(5)
+    a = TemporalHomeostaticNorm2d(2, 4)
+    b = TemporalHomeostaticNorm2d(2, 4)
+    for _ in range(3):
+        x = torch.randn(4, 8, 2, 3, 3) + torch.arange(4.0).view(4, 1, 1, 1, 1)
+        whole = a(x)
+        stepped = torch.stack([b(x[t], t) for t in range(4)])
+        torch.testing.assert_close(whole, stepped)
+    torch.testing.assert_close(a.running_var, b.running_var)
+    assert int(a.num_batches_tracked) == int(b.num_batches_tracked) == 3
+
+
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda n: n(torch.randn(2, 2, 3, 4, 4), 2), ValueError, r"t=2 is outside 0\.\.1"),
+        (lambda n: n(torch.randn(2, 3, 4, 4), -1), ValueError, "outside"),
+        (lambda n: n(torch.randn(2, 3, 4, 4), 1.0), TypeError, "must be an int"),
+        (lambda n: n(torch.randn(3, 2, 3, 4, 4)), ValueError, "num_steps=2"),
+        (lambda n: n(torch.randn(2, 2, 5, 4, 4)), ValueError, "expected 3 channels"),
+        (lambda n: n(torch.randn(2, 5, 4, 4)), ValueError, "5-D"),
+        (lambda n: n(torch.ones(2, 2, 3, 4, 4, dtype=torch.int32)), TypeError, "floating-point"),
+    ],
+)
+def test_temporal_bad_input_is_rejected(call, error, match):
+    with pytest.raises(error, match=match):
+        call(TemporalHomeostaticNorm2d(3, 2))
+
+
+def test_temporal_state_dict_round_trip_and_float64():
+    a = TemporalHomeostaticNorm2d(3, 2).double()
+    a(torch.randn(2, 4, 3, 2, 2, dtype=torch.float64) * 3)
+    b = TemporalHomeostaticNorm2d(3, 2).double()
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(2, 4, 3, 2, 2, dtype=torch.float64)
+    torch.testing.assert_close(a.eval()(x), b.eval()(x))
+    assert "num_steps=2" in repr(a)

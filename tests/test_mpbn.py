@@ -1,0 +1,260 @@
+"""MPBN's neuron against a hand-written loop, and its folded form spike for spike."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from snn_norm_lite.models import build_snn
+from snn_norm_lite.neurons import MultiStepLeaky
+from snn_norm_lite.norms import FoldedMPBNLeaky, MPBNLeaky, SequenceBatchNorm2d, get_spec
+from snn_norm_lite.norms.mpbn import exact_fold, fold_formula
+
+T, B, C, H, W = 5, 6, 3, 2, 2
+BETA, V_TH, EPS, MOMENTUM = 0.8, 1.0, 1e-3, 0.3
+
+
+def arctan_spike(v):
+    """H(v) forward; derivative of (1/pi) arctan(pi/2 * alpha * v), alpha = 2, backward (snntorch's atan)."""
+    smooth = torch.atan(math.pi / 2 * 2.0 * v) / math.pi
+    return (v > 0).to(v.dtype) + (smooth - smooth.detach())  # exactly H(v) forward
+
+
+def naive_mpbn(x, gamma, beta_bn, running_mean, running_var, training, beta=BETA, v_th=V_TH, eps=EPS, momentum=MOMENTUM):
+    """u_t = beta u_{t-1} + x_t - V_th s_{t-1};  s_t = H(BN(u_t) - V_th), one BN, statistics per step.
+
+    Updates ``running_mean``/``running_var`` in place at every step in training.
+    """
+    u = torch.zeros_like(x[0])
+    s = torch.zeros_like(x[0])
+    spikes = []
+    for t in range(x.shape[0]):
+        u = beta * u + x[t] - v_th * s.detach()
+        normalised = torch.empty_like(u)
+        for c in range(x.shape[2]):
+            values = u[:, c]
+            if training:
+                m = values.mean()
+                v = ((values - m) ** 2).mean()
+                n = values.numel()
+                with torch.no_grad():
+                    running_mean[c] = (1 - momentum) * running_mean[c] + momentum * m
+                    running_var[c] = (1 - momentum) * running_var[c] + momentum * v * n / (n - 1)
+            else:
+                m, v = running_mean[c], running_var[c]
+            normalised[:, c] = gamma[c] * (values - m) / torch.sqrt(v + eps) + beta_bn[c]
+        s = arctan_spike(normalised - v_th)
+        spikes.append(s)
+    return torch.stack(spikes)
+
+
+def random_neuron(channels=C, dtype=torch.float64, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    neuron = MPBNLeaky(channels, beta=BETA, threshold=V_TH, eps=EPS, momentum=MOMENTUM).to(dtype)
+    bn = neuron.membrane_norm
+    with torch.no_grad():
+        bn.weight.copy_(torch.randn(channels, generator=generator, dtype=dtype))
+        bn.bias.copy_(torch.randn(channels, generator=generator, dtype=dtype) * 0.5 + 0.5)
+        bn.running_mean.copy_(torch.randn(channels, generator=generator, dtype=dtype))
+        bn.running_var.copy_(torch.rand(channels, generator=generator, dtype=dtype) * 2 + 0.05)
+    return neuron
+
+
+def currents(seed, shape=(T, B, C, H, W), dtype=torch.float64):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype) * 1.2 + 0.4
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_spikes_gradients_and_running_statistics_match_naive_loop(training):
+    neuron = random_neuron().train(training)
+    bn = neuron.membrane_norm
+    gamma = bn.weight.detach().clone().requires_grad_()
+    beta_bn = bn.bias.detach().clone().requires_grad_()
+    running_mean, running_var = bn.running_mean.clone(), bn.running_var.clone()
+    for seed in (1, 2):  # two sequences: running statistics move T times each in training
+        x = currents(seed).requires_grad_()
+        x2 = x.detach().clone().requires_grad_()
+        probe = torch.randn_like(x)
+        spikes = neuron(x)
+        expected = naive_mpbn(x2, gamma, beta_bn, running_mean, running_var, training)
+        torch.testing.assert_close(spikes, expected, rtol=0, atol=0)
+        assert 0 < spikes.mean() < 1
+        (spikes * probe).sum().backward()
+        (expected * probe).sum().backward()
+        torch.testing.assert_close(x.grad, x2.grad)
+    torch.testing.assert_close(bn.weight.grad, gamma.grad)
+    torch.testing.assert_close(bn.bias.grad, beta_bn.grad)
+    torch.testing.assert_close(bn.running_mean, running_mean)
+    torch.testing.assert_close(bn.running_var, running_var)
+    assert int(bn.num_batches_tracked) == (2 * T if training else 0)
+
+
+def test_backward_twice_with_retained_graph_gives_the_same_gradients():
+    neuron = random_neuron()
+    x = currents(5).requires_grad_()
+    probe = torch.randn_like(x)
+    loss = (neuron(x) * probe).sum()
+    first = torch.autograd.grad(loss, (x, neuron.membrane_norm.weight), retain_graph=True)
+    second = torch.autograd.grad(loss, (x, neuron.membrane_norm.weight))
+    for a, b in zip(first, second):
+        assert torch.equal(a, b) and a.abs().sum() > 0
+
+
+def test_reset_acts_on_the_raw_membrane():
+    """One channel, one sample: BN(u) = 2u in eval. Resetting the normalised value would give other spikes."""
+    neuron = MPBNLeaky(1, beta=1.0, threshold=1.0).double().eval()
+    with torch.no_grad():
+        neuron.membrane_norm.weight.fill_(2.0 * math.sqrt(1.0 + neuron.membrane_norm.eps))
+    x = torch.full((4, 1, 1), 0.6, dtype=torch.float64)
+    # raw u: 0.6 (BN 1.2, spike), 0.6 + 0.6 - 1 = 0.2 (0.4), 0.8 (1.6, spike), 0.4 (0.8)
+    assert neuron(x).flatten().tolist() == [1.0, 0.0, 1.0, 0.0]
+
+
+def test_sequences_without_spatial_dimensions():
+    neuron = random_neuron().eval()
+    x = currents(3, shape=(T, B, C))
+    expected = naive_mpbn(
+        x.unsqueeze(-1), neuron.membrane_norm.weight.detach(), neuron.membrane_norm.bias.detach(),
+        neuron.membrane_norm.running_mean.clone(), neuron.membrane_norm.running_var.clone(), training=False,
+    )
+    torch.testing.assert_close(neuron(x), expected.squeeze(-1), rtol=0, atol=0)
+
+
+def neuron_with_awkward_gammas(dtype, channels=301, seed=4):
+    """Positive, negative, zero and underflowing gammas, biases above and below V_th."""
+    neuron = random_neuron(channels, dtype, seed)
+    with torch.no_grad():
+        gamma = neuron.membrane_norm.weight
+        gamma[:10] = 0.0
+        neuron.membrane_norm.bias[:5] = 1.5  # gamma = 0 and beta_bn > V_th: always fires
+        neuron.membrane_norm.bias[5:10] = 0.5  # never fires
+        gamma[10:13] = 1e-30 if dtype == torch.float64 else 1e-44
+        gamma[13:20] = -gamma[13:20].abs()
+    return neuron.eval()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_folded_neuron_fires_spike_for_spike_like_the_unfolded_one(dtype):
+    neuron = neuron_with_awkward_gammas(dtype)
+    folded = neuron.fold()
+    assert isinstance(folded, FoldedMPBNLeaky) and folded.fire_threshold.dtype == dtype
+    assert (folded.fire_direction < 0).sum() > 50  # about half the random gammas, and 13:20
+    for seed in range(3):
+        x = currents(10 + seed, shape=(8, 16, 301, 3, 3), dtype=dtype) * 2
+        spikes, spikes_folded = neuron(x), folded(x)
+        assert torch.equal(spikes, spikes_folded)
+        assert 0.05 < spikes.mean() < 0.95
+        negative = folded.fire_direction < 0
+        assert spikes[:, :, negative].sum() > 0
+    assert spikes[:, :, :5].eq(1).all() and spikes[:, :, 5:10].eq(0).all()  # gamma = 0 channels
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fold_is_exact_at_the_boundary_to_the_last_bit(dtype):
+    """Membranes at the folded threshold and a few floats either side (T = 1, so u = x)."""
+    neuron = neuron_with_awkward_gammas(dtype)
+    folded = neuron.fold()
+    finite = torch.isfinite(folded.fire_threshold)
+    base = torch.where(finite, folded.fire_threshold, torch.zeros_like(folded.fire_threshold))
+    for direction in (float("inf"), float("-inf")):
+        u = base.clone()
+        for _ in range(4):
+            x = u.view(1, 1, -1, 1, 1).expand(1, 2, -1, 1, 1).contiguous()
+            assert torch.equal(neuron(x), folded(x))
+            u = torch.nextafter(u, torch.full_like(u, direction))
+    # and the threshold really is the boundary: at V~ a positive channel is silent, one float above it fires
+    positive = finite & (folded.fire_direction > 0)
+    above = torch.nextafter(base, torch.full_like(base, float("inf")))
+    at, over = folded(base.view(1, 1, -1, 1, 1)), folded(above.view(1, 1, -1, 1, 1))
+    assert at[0, 0, positive].eq(0).all() and over[0, 0, positive].eq(1).all()
+
+
+def test_fold_matches_the_textbook_formula():
+    neuron = neuron_with_awkward_gammas(torch.float64)
+    formula, sign = fold_formula(neuron)
+    folded = neuron.fold()
+    regular = slice(20, None)
+    torch.testing.assert_close(folded.fire_threshold[regular], formula[regular], rtol=1e-12, atol=1e-12)
+    assert torch.equal(folded.fire_direction[regular], sign[regular])
+    assert torch.equal(folded.fire_direction[13:20], -torch.ones(7, dtype=torch.float64))
+
+
+def test_exact_fold_on_hand_picked_channels():
+    scale = torch.tensor([2.0, -2.0, 0.0, 0.0])
+    shift = torch.tensor([0.0, 0.0, 1.5, 0.5])
+    threshold, direction = exact_fold(scale, shift, torch.tensor(1.0))
+    # 2u > 1 iff u > 0.5;  -2u > 1 iff u < -0.5;  constant 1.5 > 1 always;  0.5 > 1 never
+    assert threshold.tolist() == [0.5, -0.5, float("-inf"), float("inf")]
+    assert direction.tolist() == [1.0, -1.0, 1.0, 1.0]
+
+
+def test_folded_neuron_is_not_slower():
+    """Counts operations rather than seconds: the folded loop runs no normalisation at all."""
+    neuron = random_neuron(8, torch.float32).eval()
+    folded = neuron.fold()
+    x = currents(20, shape=(4, 2, 8, 2, 2), dtype=torch.float32)
+    with torch.autograd.profiler.profile() as unfolded_profile:
+        neuron(x)
+    with torch.autograd.profiler.profile() as folded_profile:
+        folded(x)
+    count = lambda profile: sum(1 for e in profile.function_events if e.name.startswith("aten::"))  # noqa: E731
+    assert count(folded_profile) < count(unfolded_profile)
+
+
+def test_state_dict_round_trips():
+    neuron = random_neuron()
+    neuron(currents(21))
+    fresh = MPBNLeaky(C, beta=BETA, threshold=V_TH, eps=EPS).double()
+    fresh.load_state_dict(neuron.state_dict())
+    assert set(neuron.state_dict()) >= {"threshold", "membrane_norm.weight", "membrane_norm.running_var"}
+    neuron.eval(), fresh.eval()
+    x = currents(22)
+    assert torch.equal(fresh(x), neuron(x))
+    folded = neuron.fold()
+    fresh_folded = FoldedMPBNLeaky(torch.zeros(C, dtype=torch.float64), torch.ones(C), beta=BETA, threshold=V_TH)
+    fresh_folded.load_state_dict(folded.state_dict())
+    assert torch.equal(fresh_folded(x), neuron(x))
+    assert "threshold=1" in repr(neuron) and "channels_firing_below" in repr(folded)
+
+
+def test_constant_input_in_training_has_no_nan():
+    neuron = MPBNLeaky(C)
+    x = torch.full((T, B, C, H, W), 0.3, requires_grad=True)
+    spikes = neuron(x)
+    spikes.sum().backward()
+    assert torch.isfinite(spikes).all() and torch.isfinite(x.grad).all()
+
+
+def test_bad_inputs_raise_clear_errors():
+    neuron = MPBNLeaky(C)
+    with pytest.raises(ValueError, match=r"MPBNLeaky: expected a sequence \[T, B, C, \.\.\.\]"):
+        neuron(torch.randn(B, C))
+    with pytest.raises(ValueError, match=r"expected 3 channels in dimension 2, got 4"):
+        neuron(torch.randn(T, B, 4, H, W))
+    with pytest.raises(TypeError, match=r"floating-point tensor.*torch.int64"):
+        neuron(torch.ones(T, B, C, dtype=torch.long))
+    with pytest.raises(TypeError, match=r"input dtype torch.float64 differs"):
+        neuron(torch.randn(T, B, C, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"more than 1 value per channel"):
+        neuron(torch.randn(T, 1, C))
+    with pytest.raises(ValueError, match=r"threshold must be a positive number"):
+        MPBNLeaky(C, threshold=0.0)
+    with pytest.raises(ValueError, match=r"beta must lie in \[0, 1\]"):
+        MPBNLeaky(C, beta=1.5)
+    with pytest.raises(ValueError, match=r"fire_direction must hold only \+1 and -1"):
+        FoldedMPBNLeaky(torch.zeros(C), torch.zeros(C), beta=0.5, threshold=1.0)
+    with pytest.raises(ValueError, match=r"FoldedMPBNLeaky: expected 3 channels"):
+        random_neuron(dtype=torch.float32).eval().fold()(torch.randn(T, B, 5))
+
+
+def test_registry_pairs_plain_batchnorm_with_the_membrane_neuron_and_trains():
+    spec = get_spec("mpbn")
+    assert spec.spiking_only and isinstance(spec.build(8, 4), SequenceBatchNorm2d)
+    torch.manual_seed(0)
+    model = build_snn("mpbn", depth=3, width=8, num_steps=4, beta=0.7, threshold=0.5)
+    assert all(isinstance(n, MPBNLeaky) and n.beta == 0.7 and float(n.threshold) == 0.5 for n in model.neurons())
+    assert not any(isinstance(n, MultiStepLeaky) for n in model.neurons())
+    loss = nn.functional.cross_entropy(model(torch.rand(8, 1, 8, 8)), torch.arange(8))
+    loss.backward()
+    assert torch.isfinite(loss) and model.blocks[1].neuron.membrane_norm.weight.grad.abs().sum() > 0

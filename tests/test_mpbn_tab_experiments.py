@@ -1,0 +1,63 @@
+"""The experiment helpers of chapters 07 (MPBN folding) and 08 (TAB window statistics)."""
+
+import pytest
+import torch
+
+from snn_norm_lite import experiments
+from snn_norm_lite.norms import FoldedMPBNLeaky, MPBNLeaky
+
+
+def small_mpbn_snn():
+    torch.manual_seed(0)
+    config = experiments.TrainConfig(depth=2, width=4, num_steps=3)
+    model = experiments.build_model("snn", "mpbn", config)
+    model.train()
+    model(torch.rand(8, 1, 8, 8) * 4)  # one training pass: running statistics away from their init
+    with torch.no_grad():
+        gamma = model.blocks[1].neuron.membrane_norm.weight
+        gamma[0], gamma[1] = -0.7, 0.0  # a flipped and a constant channel
+    return model
+
+
+def test_fold_mpbn_replaces_every_neuron_and_leaves_the_original():
+    model = small_mpbn_snn()
+    folded = experiments.fold_mpbn(model)
+    assert all(isinstance(block.neuron, FoldedMPBNLeaky) for block in folded.blocks)
+    assert all(isinstance(block.neuron, MPBNLeaky) for block in model.blocks)
+    assert model.training and not folded.training
+
+
+def test_fold_mpbn_needs_an_mpbn_neuron():
+    with pytest.raises(ValueError, match="no MPBNLeaky"):
+        experiments.fold_mpbn(experiments.build_model("snn", "bn", experiments.TrainConfig(depth=1, width=4)))
+
+
+def test_mpbn_fold_check_finds_identical_spikes():
+    model = small_mpbn_snn()
+    check = experiments.mpbn_fold_check(model, torch.rand(6, 1, 8, 8) * 4, repeats=1)
+    assert check.layers_identical == [True, True]
+    assert check.predictions_identical and check.max_logit_difference == 0.0
+    assert len(check.spikes_per_layer) == 2 and check.spikes_per_layer[0] > 0
+    assert min(check.unfolded_seconds, check.folded_seconds) > 0
+    assert model.training  # mode restored
+
+
+def test_tab_window_scaling_agrees_with_the_naive_loop():
+    result = experiments.tab_window_scaling(steps=(2, 5), batch=3, channels=2, size=2, repeats=1)
+    assert result.steps == [2, 5]
+    assert max(result.max_abs_difference) < 1e-5
+    assert len(result.fast_seconds) == len(result.naive_seconds) == 2
+
+
+def test_window_tracking_against_a_direct_computation():
+    x = torch.randn(5, 3, 2, 4, dtype=torch.float64) + torch.arange(5.0, dtype=torch.float64).view(5, 1, 1, 1)
+    out = experiments.window_tracking(x, beta=0.5)
+    step_mean = x.mean(dim=(1, 3))  # [T, C]
+    for t in range(5):
+        assert torch.allclose(out["window_mean"][t], step_mean[: t + 1].mean())
+        weights = torch.tensor([0.5 ** (t - s) for s in range(t + 1)], dtype=torch.float64)
+        leaky = (weights.unsqueeze(1) * step_mean[: t + 1]).sum(0) / weights.sum()
+        assert torch.allclose(out["leaky_mean"][t], leaky.mean())
+    assert torch.allclose(experiments.window_tracking(x, beta=1.0)["leaky_mean"], out["window_mean"])
+    with pytest.raises(ValueError):
+        experiments.window_tracking(torch.zeros(3, 4))

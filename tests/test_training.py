@@ -1,0 +1,112 @@
+"""fit / evaluate / seeding, probes, and the experiment functions at toy size."""
+
+import pytest
+import torch
+
+from snn_norm_lite import experiments
+from snn_norm_lite.data import load_digits
+from snn_norm_lite.models import build_snn
+from snn_norm_lite.probes import firing_rates, gradient_norms, per_step_statistics
+from snn_norm_lite.training import History, evaluate, fit, seed_everything
+
+
+def tiny_loaders(n=128):
+    split = load_digits()
+    split.x_train, split.y_train = split.x_train[:n], split.y_train[:n]
+    split.x_test, split.y_test = split.x_test[:n], split.y_test[:n]
+    return split.loaders(batch_size=32, seed=0)
+
+
+def test_fit_records_history_and_learns():
+    seed_everything(0)
+    model = build_snn("bn", depth=2, width=8, num_steps=2)
+    train, test = tiny_loaders(256)
+    before = evaluate(model, test)
+    history = fit(model, train, test, epochs=3, lr=3e-3, progress=False)
+    assert len(history.train_loss) == len(history.test_accuracy) == 3
+    assert history.train_loss[-1] < history.train_loss[0]
+    assert history.final_test_accuracy > before
+
+
+def test_seeding_repeats_a_run_exactly():
+    results = []
+    for _ in range(2):
+        seed_everything(7)
+        model = build_snn("bn", depth=2, width=8, num_steps=2)
+        train, test = tiny_loaders()
+        results.append(fit(model, train, test, epochs=1, progress=False).train_loss)
+    assert results[0] == results[1]
+
+
+def test_callbacks_run_per_step_and_per_epoch():
+    calls = {"step": 0, "epoch": 0}
+    model = build_snn("none", depth=1, width=4, num_steps=2)
+    train, test = tiny_loaders(64)
+    fit(
+        model, train, test, epochs=2, progress=False,
+        on_step=lambda m: calls.__setitem__("step", calls["step"] + 1),
+        on_epoch=lambda m, h: calls.__setitem__("epoch", calls["epoch"] + 1),
+    )
+    assert calls == {"step": 4, "epoch": 2}
+
+
+def test_history_helpers_and_errors():
+    h = History(test_accuracy=[10.0, 50.0, 90.0])
+    assert h.epochs_to_reach(50.0) == 2 and h.epochs_to_reach(95.0) is None
+    with pytest.raises(ValueError, match="no epoch"):
+        History().final_test_accuracy
+    with pytest.raises(TypeError, match="seed must be an int"):
+        seed_everything(1.5)
+    with pytest.raises(ValueError, match="epochs"):
+        fit(build_snn("none", depth=1, width=4, num_steps=1), [], epochs=-1)
+
+
+def test_probes_measure_without_changing_the_model():
+    seed_everything(0)
+    model = build_snn("bn", depth=3, width=8, num_steps=4)
+    x = torch.rand(16, 1, 8, 8)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    rates = firing_rates(model, x)
+    assert rates.shape == (3,) and ((0 <= rates) & (rates <= 1)).all()
+    stats = per_step_statistics(model, x)
+    assert stats["current_mean"].shape == stats["rate"].shape == (3, 4)
+    torch.testing.assert_close(stats["rate"].mean(dim=1), rates)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, state[key]), key
+    norms = gradient_norms(model, x, torch.zeros(16, dtype=torch.long))
+    assert len(norms) == 3 and all(n >= 0 for n in norms)
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_headline_result_gaps_and_json():
+    result = experiments.HeadlineResult(
+        ann={"none": 90.0, "bn": 95.0}, snn={"none": 10.0, "bn": 90.0}, per_seed={}, config={"depth": 6}, seeds=[0]
+    )
+    assert result.gap("ann") == {"bn": 5.0} and result.gap("snn") == {"bn": 80.0}
+    assert result.gap_ratio() == {"bn": 16.0}
+    assert '"ann"' in result.to_json() and "16.0x" in result.table()
+
+
+def test_headline_rejects_spiking_only_names():
+    from snn_norm_lite.norms import NormSpec, register
+    from snn_norm_lite.norms.registry import _REGISTRY
+
+    register(NormSpec("test-only", "spiking only", lambda c, t: torch.nn.Identity(), spiking_only=True))
+    try:
+        with pytest.raises(ValueError, match="no conventional-network form"):
+            experiments.headline(norms=("none", "test-only"))
+    finally:
+        del _REGISTRY["test-only"]
+
+
+def test_batch_statistics_accuracy_and_batch_free_switch():
+    split = load_digits()
+    model = experiments.build_model("ann", "bn", experiments.TrainConfig(depth=2, width=4))
+    accuracy = experiments.accuracy_with_batch_statistics(model, split.x_test[:40], split.y_test[:40], batch_size=8)
+    assert 0 <= accuracy <= 100
+    with pytest.raises(ValueError, match="batch_size"):
+        experiments.accuracy_with_batch_statistics(model, split.x_test, split.y_test, batch_size=0)
+    homeostatic = experiments.build_model("snn", "homeostatic", experiments.TrainConfig(depth=2, width=4))
+    assert experiments.set_batch_free(homeostatic, False) == 2
+    with pytest.raises(ValueError, match="no homeostatic"):
+        experiments.set_batch_free(model, False)
