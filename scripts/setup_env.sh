@@ -24,15 +24,19 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 
+CPU_INDEX=https://download.pytorch.org/whl/cpu
 if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
   if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then
     echo "setup: NVIDIA GPU found, installing the default (CUDA) build of torch"
     "${PIP[@]}" install "torch>=2.1"
-  elif "${PIP[@]}" install --index-url https://download.pytorch.org/whl/cpu --timeout 20 --retries 1 "torch>=2.1"; then
-    echo "setup: installed torch from PyTorch's CPU wheel index"
+  elif "$VENV/bin/python" -c "import urllib.request; urllib.request.urlopen('$CPU_INDEX/torch/', timeout=15)" >/dev/null 2>&1; then
+    echo "setup: no NVIDIA GPU; installing torch's CPU build from $CPU_INDEX"
+    "${PIP[@]}" install --index-url "$CPU_INDEX" "torch>=2.1"
   else
+    # The CPU index is out of reach: ask for the CPU build by its exact version, which only a
+    # CPU wheel satisfies, so nothing can fall back to the CUDA build.
     spec=${SNN_TORCH_CPU_SPEC:-torch==2.13.0+cpu}
-    echo "setup: PyTorch's CPU index is unreachable; installing $spec from the configured sources"
+    echo "setup: no NVIDIA GPU and $CPU_INDEX is out of reach; installing $spec from the configured sources"
     "${PIP[@]}" install "$spec"
   fi
 fi

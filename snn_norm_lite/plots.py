@@ -10,6 +10,7 @@ from typing import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 ANN_COLOUR, SNN_COLOUR = "#4C72B0", "#DD8452"
 RATE_FLOOR = 1e-4  # rates below this are drawn at the floor of a log axis (labelled "silent")
@@ -97,6 +98,7 @@ def learning_curves(histories: dict, title: str = "") -> plt.Figure:
         ax.plot(epochs, history.test_accuracy, "o-", label=label)
     ax.axhline(10, color="grey", linestyle=":", linewidth=1)
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("test accuracy (%)")
     ax.set_ylim(0, 100)
     if title:
