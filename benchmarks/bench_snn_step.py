@@ -1,6 +1,6 @@
 """Training-step cost of the reference SNN against its convolution-bound floor.
 
-    python benchmarks/bench_snn_step.py [--repeats 20] [--threads N]
+    python benchmarks/bench_snn_step.py [--repeats 40] [--threads N] [--norms bn,none]
 
 Three networks of the same architecture (depth 6, width 32, T 8, batch 64, 8x8 digits-sized
 input), one forward plus backward pass each, timed in one run:
@@ -12,7 +12,9 @@ input), one forward plus backward pass each, timed in one run:
 * per-step loop: the same weights run step by step, snntorch style (``snntorch.Leaky`` called
   once per step per layer), the way most SNN tutorials write it.
 
-Prints median times and the ratios to the floor, with the bar (reference <= 1.3x floor).
+The three are timed round-robin (one step of each per round, in a shuffled order), so a drift
+of the machine's load affects them alike. Prints median times and the ratios to the floor,
+with the bar (reference <= 1.3x floor).
 With ``norm=none`` the three compute the same function, which is checked before timing; with
 ``norm=bn`` the per-step loop normalises each step with that step's statistics.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import random
 import statistics
 import time
 
@@ -73,21 +76,30 @@ class PerStepLoop(nn.Module):
         return torch.stack(outputs).mean(0)
 
 
-def step_time(model, x, y, repeats, warmup=3):
+def step_times(models: dict, x, y, repeats: int, warmup: int = 3) -> dict:
+    """Median forward + backward time of each model, timed round-robin in a shuffled order.
+
+    One round times one step of every model, so a machine whose load drifts slows them alike.
+    """
     loss_fn = nn.CrossEntropyLoss()
-    times = []
+    times = {name: [] for name in models}
+    order = list(models)
+    shuffler = random.Random(0)
     for i in range(warmup + repeats):
-        start = time.perf_counter()
-        model.zero_grad(set_to_none=True)
-        loss_fn(model(x), y).backward()
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        shuffler.shuffle(order)
+        for name in order:
+            model = models[name]
+            start = time.perf_counter()
+            model.zero_grad(set_to_none=True)
+            loss_fn(model(x), y).backward()
+            if i >= warmup:
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=40)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: PyTorch's)")
     parser.add_argument("--norms", default="bn,none")
     args = parser.parse_args(argv)
@@ -104,11 +116,7 @@ def main(argv=None):
         floor, loop = ReLUFloor(snn), PerStepLoop(snn)
         if norm == "none":
             torch.testing.assert_close(loop(x), snn(x), rtol=1e-4, atol=1e-5)
-        times = {
-            "floor (ReLU)": step_time(floor, x, y, args.repeats),
-            "reference SNN": step_time(snn, x, y, args.repeats),
-            "per-step loop": step_time(loop, x, y, args.repeats),
-        }
+        times = step_times({"floor (ReLU)": floor, "reference SNN": snn, "per-step loop": loop}, x, y, args.repeats)
         for name, seconds in times.items():
             print(f"{norm:<6}{name:<16}{seconds * 1e3:>11.1f}{seconds / times['floor (ReLU)']:>8.2f}x")
         ratio = times["reference SNN"] / times["floor (ReLU)"]
