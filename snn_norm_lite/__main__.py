@@ -1,7 +1,7 @@
 """Command line for the book's experiments: ``python -m snn_norm_lite <experiment> [options]``.
 
     python -m snn_norm_lite headline                     # the ANN-vs-SNN table
-    python -m snn_norm_lite headline --json --seeds 3    # as JSON, mean over 3 seeds
+    python -m snn_norm_lite headline --json --seeds 5    # as JSON, mean and spread over 5 seeds
     python -m snn_norm_lite norms                        # the registered normalisers
 """
 
@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     head.add_argument("--depth", type=_positive_int, default=defaults.depth)
     head.add_argument("--width", type=_positive_int, default=defaults.width)
     head.add_argument("--epochs", type=_positive_int, default=defaults.epochs)
-    head.add_argument("--seeds", type=_positive_int, default=2, help="number of seeds (0..N-1); accuracies are means")
+    head.add_argument("--seeds", type=_positive_int, default=3, help="number of seeds (0..N-1); accuracies are mean ± std")
     head.add_argument("--steps", type=_positive_int, default=defaults.num_steps, help="SNN time steps T")
     head.add_argument("--device", type=_device, default="cpu")
     head.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
@@ -84,7 +84,7 @@ def main(argv=None) -> int:
         print(result.to_json())
     else:
         print(f"digits, depth {config.depth}, width {config.width}, T {config.num_steps}, {config.epochs} epochs, "
-              f"seeds 0..{args.seeds - 1} (test accuracy %, mean over seeds)")
+              f"seeds 0..{args.seeds - 1}")
         print(result.table())
         print(f"finished in {time.perf_counter() - start:.0f} s")
     return 0

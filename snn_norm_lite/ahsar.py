@@ -35,8 +35,9 @@ Slow timescale: at the end of every epoch (``on_epoch``, e.g. ``training.fit(on_
     z       = (energy - energy_target) / energy_target + accuracy_weight * (acc - acc_previous)
     gain   <- clip(gain * exp(gain_rate * tanh(z)), gain_min, gain_max)
 
-(``acc`` is the validation accuracy in percent, the last entry of ``history.test_accuracy``;
-the accuracy term is 0 on the first epoch or without a test loader.) Activity above its
+(``acc`` is the validation accuracy in percent, the last entry of ``history.val_accuracy``;
+the accuracy term is 0 on the first epoch or without a validation loader. The test set never
+reaches the controller: ``training.fit`` measures it once, after the last epoch.) Activity above its
 energy budget raises all thresholds; a rise in validation accuracy lets the controller trim
 activity a little further, a fall gives activity back. Each step changes the gain by at most
 a factor ``exp(gain_rate)``.
@@ -117,7 +118,7 @@ class AHSAR:
 
         controller = AHSAR()                  # every constant is a keyword argument
         controller.attach(model)
-        fit(model, train_loader, test_loader, on_epoch=controller.on_epoch)
+        fit(model, train_loader, val_loader, test_loader=test_loader, on_epoch=controller.on_epoch)
         controller.history                    # per-pass rates, scales, gain, for plots
         controller.detach()                   # original thresholds back, hooks removed
 
@@ -383,12 +384,13 @@ class AHSAR:
         """End-of-epoch global gain step from the activity energy and the validation accuracy.
 
         Signature of ``training.fit``'s ``on_epoch(model, history)``; ``history`` needs a
-        ``test_accuracy`` list (may be empty or None). The new gain takes effect at the next
+        ``val_accuracy`` list (may be empty or None): the controller steers by validation data
+        only. The new gain takes effect at the next
         training pass.
         """
         if model is not self._model:
             raise ValueError("AHSAR.on_epoch: called with a model this controller is not attached to")
-        accuracies = getattr(history, "test_accuracy", None) or []
+        accuracies = getattr(history, "val_accuracy", None) or []
         accuracy = float(accuracies[-1]) if accuracies else None
         change = 0.0
         if accuracy is not None and self._previous_accuracy is not None:

@@ -2,11 +2,18 @@
 
 * **digits**: 1,797 real handwritten digits, 8x8 pixels with 17 grey levels, shipped inside
   scikit-learn, so every chapter runs without a download. Pixels are scaled to [0, 1] and the
-  split into train and test is stratified and seeded.
+  split into train, validation and test (60/20/20: 1,077 / 360 / 360 images) is disjoint,
+  stratified by class and seeded.
 * **CIFAR-10**: read from the official "python version" archive layout
   (``cifar-10-batches-py/data_batch_1..5`` and ``test_batch``, each a pickled dict with
   ``b"data"``, uint8 ``[N, 3072]`` in channel-major order, and ``b"labels"``). ``download=True``
-  fetches and unpacks the archive first; that needs a network connection (e.g. Colab).
+  fetches and unpacks the archive first; that needs a network connection (e.g. Colab). The
+  official test batch is the test set; a stratified, seeded part of the 50,000 training images
+  is held out as the validation set.
+
+Three disjoint sets, each with one job: the training set moves the weights; the validation set
+is the only one that may choose or steer anything (epochs, depths, hyperparameters, AHSAR's
+slow loop); the test set is read once, at the end, to report.
 """
 
 from __future__ import annotations
@@ -28,11 +35,17 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 
 @dataclass
 class Split:
-    """Train and test tensors of one data set: images ``[N, C, H, W]`` float32, labels int64."""
+    """Disjoint train, validation and test tensors: images ``[N, C, H, W]`` float32, labels int64.
+
+    Train moves the weights, validation chooses and steers (epochs, depths, controllers), and
+    test is read once, at the end, to report.
+    """
 
     name: str
     x_train: torch.Tensor
     y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
     x_test: torch.Tensor
     y_test: torch.Tensor
     num_classes: int
@@ -41,35 +54,61 @@ class Split:
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(self.x_train.shape[1:])
 
-    def loaders(self, batch_size: int = 64, seed: int = 0, test_batch_size: int = 512):
-        """A shuffled, seeded training loader and an ordered test loader."""
+    def sizes(self) -> dict[str, int]:
+        """Number of images in each part: ``{"train": ..., "val": ..., "test": ...}``."""
+        return {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
+
+    def loaders(self, batch_size: int = 64, seed: int = 0, eval_batch_size: int = 512):
+        """``(train, val, test)`` loaders: the training one shuffled and seeded, the others in order."""
+        for value, name in ((batch_size, "batch_size"), (eval_batch_size, "eval_batch_size")):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"Split.loaders: {name} must be a positive int, got {value!r}")
         generator = torch.Generator().manual_seed(seed)
         train = DataLoader(
             TensorDataset(self.x_train, self.y_train), batch_size=batch_size, shuffle=True, generator=generator
         )
-        test = DataLoader(TensorDataset(self.x_test, self.y_test), batch_size=test_batch_size)
-        return train, test
+        val = DataLoader(TensorDataset(self.x_val, self.y_val), batch_size=eval_batch_size)
+        test = DataLoader(TensorDataset(self.x_test, self.y_test), batch_size=eval_batch_size)
+        return train, val, test
 
 
-def load_digits(test_fraction: float = 0.2, seed: int = 0) -> Split:
-    """scikit-learn's 8x8 digits as ``[N, 1, 8, 8]`` in [0, 1], split stratified by class."""
+def _check_fractions(val_fraction: float, test_fraction: float, caller: str) -> None:
+    for value, name in ((val_fraction, "val_fraction"), (test_fraction, "test_fraction")):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+            raise ValueError(f"{caller}: {name} must be a number in (0, 1), got {value!r}")
+    if val_fraction + test_fraction >= 1:
+        raise ValueError(
+            f"{caller}: val_fraction + test_fraction must leave images to train on, got "
+            f"{val_fraction} + {test_fraction} >= 1"
+        )
+
+
+def load_digits(val_fraction: float = 0.2, test_fraction: float = 0.2, seed: int = 0) -> Split:
+    """scikit-learn's 8x8 digits as ``[N, 1, 8, 8]`` in [0, 1], split three ways by class.
+
+    The defaults give 60/20/20 of the 1,797 images: 1,077 to train, 360 to validate, 360 to
+    test. The three parts are disjoint, each stratified by class, and the split depends on
+    ``seed`` only (not on the training seed of a run).
+    """
     from sklearn.datasets import load_digits as sklearn_digits
     from sklearn.model_selection import train_test_split
 
-    if not 0 < test_fraction < 1:
-        raise ValueError(f"load_digits: test_fraction must lie in (0, 1), got {test_fraction}")
+    _check_fractions(val_fraction, test_fraction, "load_digits")
     bunch = sklearn_digits()
     images = bunch.images.astype(np.float32) / 16.0
     labels = bunch.target.astype(np.int64)
-    x_train, x_test, y_train, y_test = train_test_split(
+    x_rest, x_test, y_rest, y_test = train_test_split(
         images, labels, test_size=test_fraction, random_state=seed, stratify=labels
     )
+    x_train, x_val, y_train, y_val = train_test_split(
+        x_rest, y_rest, test_size=val_fraction / (1 - test_fraction), random_state=seed, stratify=y_rest
+    )
+    as_images = lambda a: torch.from_numpy(a).unsqueeze(1)  # noqa: E731
     return Split(
-        name="digits",
-        x_train=torch.from_numpy(x_train).unsqueeze(1),
-        y_train=torch.from_numpy(y_train),
-        x_test=torch.from_numpy(x_test).unsqueeze(1),
-        y_test=torch.from_numpy(y_test),
+        "digits",
+        as_images(x_train), torch.from_numpy(y_train),
+        as_images(x_val), torch.from_numpy(y_val),
+        as_images(x_test), torch.from_numpy(y_test),
         num_classes=10,
     )
 
@@ -102,12 +141,24 @@ def download_cifar10(root: str | Path) -> Path:
     return root / CIFAR10_FOLDER
 
 
-def load_cifar10(root: str | Path = "data/cifar10", download: bool = False, limit: int | None = None) -> Split:
+def load_cifar10(
+    root: str | Path = "data/cifar10",
+    download: bool = False,
+    limit: int | None = None,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+) -> Split:
     """CIFAR-10 from ``root/cifar-10-batches-py`` as ``[N, 3, 32, 32]`` floats in [0, 1].
 
-    ``download=True`` fetches the archive when the folder is missing. ``limit`` keeps the first
-    ``limit`` images of each split (for quick CPU experiments).
+    ``download=True`` fetches the archive when the folder is missing. The official test batch
+    is the test set; ``val_fraction`` of the training images (stratified, seeded by ``seed``;
+    5,000 of 50,000 by default) are held out for validation. ``limit`` keeps the first
+    ``limit`` images of the training batches and of the test batch before the split (for quick
+    CPU experiments).
     """
+    from sklearn.model_selection import train_test_split
+
+    _check_fractions(val_fraction, 0.5, "load_cifar10")
     folder = Path(root) / CIFAR10_FOLDER
     if not folder.is_dir():
         if not download:
@@ -120,9 +171,25 @@ def load_cifar10(root: str | Path = "data/cifar10", download: bool = False, limi
     y_train = np.concatenate([p[1] for p in train_parts])
     x_test, y_test = _read_cifar_batch(folder / "test_batch")
     if limit is not None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 2:
+            raise ValueError(f"load_cifar10: limit must be an int of at least 2 (images per part), got {limit!r}")
         x_train, y_train, x_test, y_test = x_train[:limit], y_train[:limit], x_test[:limit], y_test[:limit]
+    counts = np.bincount(y_train)
+    present = counts[counts > 0]
+    # Stratify when every class can appear in both parts; a tiny file gets a plain seeded split.
+    can_stratify = present.min() >= 2 and int(val_fraction * len(y_train)) >= len(present)
+    stratify = y_train if can_stratify else None
+    x_train, x_val, y_train, y_val = train_test_split(
+        x_train, y_train, test_size=val_fraction, random_state=seed, stratify=stratify
+    )
     to_float = lambda a: torch.from_numpy(a.astype(np.float32) / 255.0)  # noqa: E731
-    return Split("cifar10", to_float(x_train), torch.from_numpy(y_train), to_float(x_test), torch.from_numpy(y_test), 10)
+    return Split(
+        "cifar10",
+        to_float(x_train), torch.from_numpy(y_train),
+        to_float(x_val), torch.from_numpy(y_val),
+        to_float(x_test), torch.from_numpy(y_test),
+        10,
+    )
 
 
 def load_dataset(name: str = "digits", **kwargs) -> Split:

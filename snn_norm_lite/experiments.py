@@ -18,6 +18,7 @@ from .data import load_dataset
 from .models import build_ann, build_snn
 from .norms import available_norms, get_spec
 from .probes import firing_rates
+from .stats import Summary, one_image
 from .training import History, fit, seed_everything
 
 KINDS = ("ann", "snn")
@@ -58,16 +59,21 @@ def build_model(kind: str, norm: str, config: TrainConfig, in_channels: int = 1,
 
 
 def train_once(kind: str, norm: str, seed: int, config: TrainConfig, split=None, progress: bool = False):
-    """Train one seeded reference network; return ``(model, history)``."""
+    """Train one seeded reference network; return ``(model, history)``.
+
+    The history holds the validation accuracy of every epoch and the test accuracy measured
+    once, after the last epoch.
+    """
     split = load_dataset(config.dataset) if split is None else split
     seed_everything(seed)
     channels, size = split.image_shape[0], split.image_shape[1]
     model = build_model(kind, norm, config, in_channels=channels, image_size=size)
-    train_loader, test_loader = split.loaders(config.batch_size, seed=seed)
+    train_loader, val_loader, test_loader = split.loaders(config.batch_size, seed=seed)
     history = fit(
         model,
         train_loader,
-        test_loader,
+        val_loader,
+        test_loader=test_loader,
         epochs=config.epochs,
         lr=config.lr,
         device=config.device,
@@ -77,32 +83,65 @@ def train_once(kind: str, norm: str, seed: int, config: TrainConfig, split=None,
     return model, history
 
 
+def paired_gap(with_norm: Summary, without: Summary) -> Summary:
+    """Per-seed difference ``with_norm - without`` (runs paired by seed), summarised."""
+    if with_norm.n != without.n:
+        raise ValueError(f"paired_gap: needs the same seeds on both sides, got {with_norm.n} and {without.n} values")
+    return Summary.of([a - b for a, b in zip(with_norm.values, without.values)])
+
+
 @dataclass
 class HeadlineResult:
-    """Test accuracy (percent, mean over seeds) of the ANN and SNN for each normaliser."""
+    """Test accuracy (percent) of the ANN and SNN for each normaliser, over seeds.
 
-    ann: dict[str, float]
-    snn: dict[str, float]
-    per_seed: dict[str, dict[str, list[float]]]
+    ``accuracy[kind][name]`` is a :class:`~snn_norm_lite.stats.Summary` of the per-seed test
+    accuracies; ``ann`` and ``snn`` give their means.
+    """
+
+    accuracy: dict[str, dict[str, Summary]]
     config: dict
-    seeds: list[int] = field(default_factory=list)
+    seeds: list[int]
+    num_test: int
 
-    def gap(self, kind: str) -> dict[str, float]:
-        """Dependency gap: accuracy with each normaliser minus accuracy with none."""
-        accuracy = getattr(self, kind)
+    @property
+    def ann(self) -> dict[str, float]:
+        return {name: s.mean for name, s in self.accuracy["ann"].items()}
+
+    @property
+    def snn(self) -> dict[str, float]:
+        return {name: s.mean for name, s in self.accuracy["snn"].items()}
+
+    def gap(self, kind: str) -> dict[str, Summary]:
+        """Dependency gap per normaliser: accuracy with it minus accuracy with none, paired by seed."""
+        accuracy = self.accuracy[kind]
         if "none" not in accuracy:
             raise ValueError("the dependency gap needs 'none' among the normalisers")
-        return {name: value - accuracy["none"] for name, value in accuracy.items() if name != "none"}
+        return {name: paired_gap(value, accuracy["none"]) for name, value in accuracy.items() if name != "none"}
+
+    def gap_resolved(self, kind: str, name: str) -> bool:
+        """True when the gap of ``name`` is larger than its spread over seeds and than one test image."""
+        gap = self.gap(kind)[name]
+        return abs(gap.mean) > gap.std and abs(gap.mean) > one_image(self.num_test)
 
     def gap_ratio(self) -> dict[str, float | None]:
-        """SNN gap divided by ANN gap per normaliser (None where the ANN gap is not positive)."""
+        """Mean SNN gap over mean ANN gap per normaliser.
+
+        None where the ANN gap is not resolved (not larger than its spread and one test image,
+        or not positive): a ratio over a denominator indistinguishable from 0 means nothing.
+        """
         ann, snn = self.gap("ann"), self.gap("snn")
-        return {name: (snn[name] / ann[name] if ann[name] > 0 else None) for name in ann}
+        return {
+            name: (snn[name].mean / ann[name].mean if self.gap_resolved("ann", name) and ann[name].mean > 0 else None)
+            for name in ann
+        }
 
     def to_dict(self) -> dict:
-        out = {"ann": self.ann, "snn": self.snn, "config": self.config, "seeds": self.seeds, "per_seed": self.per_seed}
-        if "none" in self.ann:
-            out["gap"] = {"ann": self.gap("ann"), "snn": self.gap("snn")}
+        out = {
+            kind: {name: s.to_dict() for name, s in self.accuracy[kind].items()} for kind in KINDS
+        }
+        out.update(config=self.config, seeds=self.seeds, num_test=self.num_test)
+        if "none" in self.accuracy["ann"]:
+            out["gap"] = {kind: {name: g.to_dict() for name, g in self.gap(kind).items()} for kind in KINDS}
             out["gap_ratio"] = self.gap_ratio()
         return out
 
@@ -110,28 +149,34 @@ class HeadlineResult:
         return json.dumps(self.to_dict(), indent=2)
 
     def table(self) -> str:
-        """The accuracy table with the dependency gaps, as fixed-width text."""
-        names = list(self.ann)
-        lines = [f"{'norm':<12}{'ANN %':>9}{'SNN %':>9}{'ANN gap':>10}{'SNN gap':>10}{'ratio':>8}"]
-        has_gap = "none" in self.ann
+        """Mean ± std of the test accuracy and of the dependency gaps, as fixed-width text."""
+        lines = [
+            f"test accuracy, mean ± std over {len(self.seeds)} seed(s); "
+            f"one test image = {one_image(self.num_test):.2f} points",
+            f"{'norm':<12}{'ANN %':>14}{'SNN %':>14}{'ANN gap':>14}{'SNN gap':>14}{'ratio':>8}",
+        ]
+        has_gap = "none" in self.accuracy["ann"]
         gaps = (self.gap("ann"), self.gap("snn"), self.gap_ratio()) if has_gap else None
-        for name in names:
-            row = f"{name:<12}{self.ann[name]:>9.1f}{self.snn[name]:>9.1f}"
+        pm = lambda s, sign="": f"{s.mean:{sign}.1f} ± {s.std:.1f}"  # noqa: E731
+        for name, ann in self.accuracy["ann"].items():
+            row = f"{name:<12}{pm(ann):>14}{pm(self.accuracy['snn'][name]):>14}"
             if has_gap and name != "none":
                 ratio = gaps[2][name]
                 ratio_text = f"{ratio:>7.1f}x" if ratio is not None else f"{'n/a':>8}"
-                row += f"{gaps[0][name]:>+10.1f}{gaps[1][name]:>+10.1f}{ratio_text}"
+                row += f"{pm(gaps[0][name], '+'):>14}{pm(gaps[1][name], '+'):>14}{ratio_text}"
             lines.append(row)
+        if has_gap and None in gaps[2].values():
+            lines.append("n/a: the ANN gap is not resolved (not above its spread and one test image), so no ratio")
         return "\n".join(lines)
 
 
 def headline(
     norms: Sequence[str] = ("none", "bn", "homeostatic"),
-    seeds: Sequence[int] = (0,),
+    seeds: Sequence[int] = (0, 1, 2),
     config: TrainConfig | None = None,
     progress: bool = False,
 ) -> HeadlineResult:
-    """Train the ANN and the SNN of one architecture with each normaliser; return accuracies.
+    """Train the ANN and the SNN of one architecture with each normaliser; return test accuracies.
 
     This is the book's opening experiment: the dependency gap (accuracy with a normaliser minus
     accuracy without) of the spiking network against that of the conventional one.
@@ -146,56 +191,85 @@ def headline(
         if spec.spiking_only or spec.circuit:
             raise ValueError(f"headline: {name!r} has no conventional-network form; choose from names that do")
     split = load_dataset(config.dataset)
-    per_seed: dict[str, dict[str, list[float]]] = {kind: {} for kind in KINDS}
+    accuracy: dict[str, dict[str, Summary]] = {kind: {} for kind in KINDS}
     for kind in KINDS:
         for name in norms:
-            per_seed[kind][name] = [
-                train_once(kind, name, seed, config, split, progress)[1].final_test_accuracy for seed in seeds
-            ]
-    mean = {kind: {name: statistics.fmean(values) for name, values in per_seed[kind].items()} for kind in KINDS}
-    return HeadlineResult(mean["ann"], mean["snn"], per_seed, asdict(config), seeds)
+            accuracy[kind][name] = Summary.of(
+                [train_once(kind, name, seed, config, split, progress)[1].final_test_accuracy for seed in seeds]
+            )
+    return HeadlineResult(accuracy, asdict(config), seeds, len(split.y_test))
 
 
 @dataclass
 class DepthSweep:
-    """Accuracy and per-layer firing rates of one kind of network at several depths."""
+    """Accuracy and per-layer firing rates of the ANN and SNN at several depths, over seeds.
+
+    ``val_accuracy`` and ``test_accuracy`` map a kind to one :class:`Summary` per depth. Firing
+    rates are those of the first seed's networks.
+    """
 
     depths: list[int]
-    accuracy: dict[str, list[float]]  # kind -> accuracy per depth
-    rates_at_init: list[list[float]]  # SNN, per depth: rate of each layer before training
-    rates_trained: list[list[float]]  # SNN, per depth: rate of each layer after training
-    histories: dict[str, list[History]]
+    seeds: list[int]
+    val_accuracy: dict[str, list[Summary]]
+    test_accuracy: dict[str, list[Summary]]
+    rates_at_init: list[list[float]]  # SNN, per depth: rate of each layer before training (first seed)
+    rates_trained: list[list[float]]  # SNN, per depth: rate of each layer after training (first seed)
+    histories: dict[str, list[History]]  # kind -> per depth, the first seed's history
     config: dict
+
+    @property
+    def accuracy(self) -> dict[str, list[float]]:
+        """Mean test accuracy per kind and depth."""
+        return {kind: [s.mean for s in values] for kind, values in self.test_accuracy.items()}
+
+    def collapse_depth(self, kind: str = "snn", chance_level: float = 20.0) -> int | None:
+        """The shallowest depth whose mean **validation** accuracy is below ``chance_level``.
+
+        Chosen on validation data only, so the test accuracy at that depth is an honest report.
+        None when no depth collapses.
+        """
+        for depth, summary in zip(self.depths, self.val_accuracy[kind]):
+            if summary.mean < chance_level:
+                return depth
+        return None
 
 
 def depth_sweep(
     depths: Sequence[int] = (2, 4, 6, 8, 10),
     norm: str = "none",
-    seed: int = 0,
+    seeds: Sequence[int] = (0, 1, 2),
     config: TrainConfig | None = None,
     kinds: Sequence[str] = KINDS,
     probe_samples: int = 256,
 ) -> DepthSweep:
-    """Train ANN and SNN with normaliser ``norm`` at each depth; record accuracy and firing rates."""
+    """Train ANN and SNN with normaliser ``norm`` at each depth and seed; record accuracy and rates.
+
+    Firing rates are measured on the first ``probe_samples`` validation images.
+    """
     config = TrainConfig() if config is None else config
+    seeds = list(seeds)
+    if not seeds:
+        raise ValueError("depth_sweep: give at least one seed")
     split = load_dataset(config.dataset)
-    probe_x = split.x_test[:probe_samples]
-    accuracy = {kind: [] for kind in kinds}
+    probe_x = split.x_val[:probe_samples]
+    val = {kind: [] for kind in kinds}
+    test = {kind: [] for kind in kinds}
     histories = {kind: [] for kind in kinds}
     rates_init, rates_trained = [], []
     for depth in depths:
         run_config = TrainConfig(**{**asdict(config), "depth": depth})
         for kind in kinds:
             if kind == "snn":
-                seed_everything(seed)
+                seed_everything(seeds[0])
                 untrained = build_model("snn", norm, run_config)
                 rates_init.append(firing_rates(untrained, probe_x).tolist())
-            model, history = train_once(kind, norm, seed, run_config, split)
-            accuracy[kind].append(history.final_test_accuracy)
-            histories[kind].append(history)
+            runs = [train_once(kind, norm, seed, run_config, split) for seed in seeds]
+            val[kind].append(Summary.of([history.final_val_accuracy for _, history in runs]))
+            test[kind].append(Summary.of([history.final_test_accuracy for _, history in runs]))
+            histories[kind].append(runs[0][1])
             if kind == "snn":
-                rates_trained.append(firing_rates(model, probe_x).tolist())
-    return DepthSweep(list(depths), accuracy, rates_init, rates_trained, histories, asdict(config))
+                rates_trained.append(firing_rates(runs[0][0], probe_x).tolist())
+    return DepthSweep(list(depths), seeds, val, test, rates_init, rates_trained, histories, asdict(config))
 
 
 def registered_norms_for(kind: str) -> list[str]:
@@ -223,7 +297,7 @@ def activity_at_init(
     """Firing rate of each layer of untrained SNNs on digits, one entry per normaliser.
 
     The networks run in training mode, as during the first training step: normalisers use the
-    statistics of the batch of ``samples`` test images.
+    statistics of the batch of ``samples`` validation images.
     """
     split = load_dataset("digits")
     config = TrainConfig(depth=depth, width=width, num_steps=num_steps, beta=beta, threshold=threshold)
@@ -231,7 +305,7 @@ def activity_at_init(
     for name in norms:
         seed_everything(seed)
         model = build_model("snn", name, config)
-        rates[name] = firing_rates(model, split.x_test[:samples], train_mode=True).tolist()
+        rates[name] = firing_rates(model, split.x_val[:samples], train_mode=True).tolist()
     return rates
 
 
@@ -350,6 +424,10 @@ class MethodComparison:
     def mean_accuracy(self, name: str) -> float:
         return statistics.fmean(self.accuracy[name])
 
+    def summary(self, name: str) -> Summary:
+        """Test accuracy of ``name`` over seeds: mean, spread and the values."""
+        return Summary.of(self.accuracy[name])
+
     def table(self) -> str:
         lines = [f"{'method':<13}{'test %':>8}{'(seeds)':>22}{'s / epoch':>11}{'mean rate':>11}"]
         for name in self.norms:
@@ -366,7 +444,7 @@ PAPER_NEURONS = {"ei": {"beta": 0.5}}  # the E-I paper's LIF neuron: tau = 2, so
 
 def compare_methods(
     norms: Sequence[str] | None = None,
-    seeds: Sequence[int] = (0,),
+    seeds: Sequence[int] = (0, 1, 2),
     config: TrainConfig | None = None,
     probe_samples: int = 256,
     overrides: dict | None = None,
@@ -376,14 +454,14 @@ def compare_methods(
     ``norms=None`` takes every registered name. ``overrides`` maps a method name to the
     ``TrainConfig`` fields it changes (default ``PAPER_NEURONS``: the E-I network keeps its
     paper's neuron, beta = 0.5). Returns accuracies, training time per epoch, and per-layer
-    firing rates of the trained networks on test images.
+    firing rates of the trained networks on validation images.
     """
     import time
 
     config = TrainConfig() if config is None else config
     norms = available_norms() if norms is None else list(norms)
     split = load_dataset(config.dataset)
-    probe_x = split.x_test[:probe_samples]
+    probe_x = split.x_val[:probe_samples]
     accuracy, seconds, rates, histories = {}, {}, {}, {}
     overrides = PAPER_NEURONS if overrides is None else overrides
     for name in norms:
@@ -434,8 +512,11 @@ def fit_model(model, config: TrainConfig, split=None, seed: int = 0) -> History:
     seeds and builds the model, changes it (e.g. :func:`tdbn_to_threshold`), then calls this.
     """
     split = load_dataset(config.dataset) if split is None else split
-    train_loader, test_loader = split.loaders(config.batch_size, seed=seed)
-    return fit(model, train_loader, test_loader, epochs=config.epochs, lr=config.lr, device=config.device, progress=False)
+    train_loader, val_loader, test_loader = split.loaders(config.batch_size, seed=seed)
+    return fit(
+        model, train_loader, val_loader, test_loader=test_loader, epochs=config.epochs, lr=config.lr,
+        device=config.device, progress=False,
+    )
 
 
 @torch.no_grad()
@@ -490,15 +571,17 @@ def train_with_controller(
 
     ``controller`` (e.g. ``ahsar.AHSAR(...)``, not attached) is attached to the freshly built
     model before training and its ``on_epoch`` runs after every epoch. Before training and after
-    every epoch the firing rate of each layer is measured on the first ``probe_samples`` test
-    images (evaluation mode), together with the thresholds the layers hold. The controller is
+    every epoch the firing rate of each layer is measured on the first ``probe_samples``
+    validation images (evaluation mode), together with the thresholds the layers hold. The
+    controller's slow loop reads the validation accuracy only; the test accuracy is measured
+    once, after training. The controller is
     left attached, so the returned model keeps the thresholds it trained with.
     """
     split = load_dataset(config.dataset) if split is None else split
     seed_everything(seed)
     channels, size = split.image_shape[0], split.image_shape[1]
     model = build_model("snn", norm, config, in_channels=channels, image_size=size)
-    probe_x = split.x_test[:probe_samples]
+    probe_x = split.x_val[:probe_samples]
     layers = model.neurons()
     rates, thresholds = [], []
 
@@ -514,10 +597,10 @@ def train_with_controller(
     if controller is not None:
         controller.attach(model)
     measure()
-    train_loader, test_loader = split.loaders(config.batch_size, seed=seed)
+    train_loader, val_loader, test_loader = split.loaders(config.batch_size, seed=seed)
     history = fit(
-        model, train_loader, test_loader, epochs=config.epochs, lr=config.lr, device=config.device,
-        progress=False, on_epoch=on_epoch,
+        model, train_loader, val_loader, test_loader=test_loader, epochs=config.epochs, lr=config.lr,
+        device=config.device, progress=False, on_epoch=on_epoch,
     )
     return ControlledRun(model, history, rates, thresholds, controller)
 

@@ -217,7 +217,7 @@ class EISpikingConvNet(nn.Module):
     How to train it (the design is that nothing extra is needed)::
 
         model = build_snn("ei", depth=6, width=32, num_steps=8)
-        history = fit(model, train_loader, test_loader)
+        history = fit(model, train_loader, val_loader, test_loader=test_loader)
 
     * E-I Init runs by itself on the first batch the model sees (each circuit is initialised
       on the output of the initialised layers before it). ``inhibition.ei_init(model, x)``

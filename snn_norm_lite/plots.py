@@ -17,18 +17,23 @@ RATE_FLOOR = 1e-4  # rates below this are drawn at the floor of a log axis (labe
 
 
 def headline_bars(result) -> plt.Figure:
-    """Test accuracy of ANN and SNN for each normaliser, as grouped bars (a HeadlineResult)."""
+    """Test accuracy of ANN and SNN for each normaliser, as grouped bars (a HeadlineResult).
+
+    Bars are means over seeds; error bars span the standard deviation over seeds.
+    """
     names = list(result.ann)
     x = np.arange(len(names))
     fig, ax = plt.subplots(figsize=(6.4, 3.4))
-    ax.bar(x - 0.2, [result.ann[n] for n in names], 0.4, label="ANN (ReLU)", color=ANN_COLOUR)
-    ax.bar(x + 0.2, [result.snn[n] for n in names], 0.4, label="SNN (LIF)", color=SNN_COLOUR)
+    for offset, kind, label, colour in ((-0.2, "ann", "ANN (ReLU)", ANN_COLOUR), (0.2, "snn", "SNN (LIF)", SNN_COLOUR)):
+        summaries = [result.accuracy[kind][n] for n in names]
+        ax.bar(x + offset, [s.mean for s in summaries], 0.4, yerr=[s.std for s in summaries], capsize=3,
+               label=label, color=colour)
     ax.axhline(10, color="grey", linestyle=":", linewidth=1, label="chance (10 %)")
     ax.set_xticks(x, names)
-    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylabel(f"test accuracy (%), mean ± std of {len(result.seeds)} seeds")
     ax.set_ylim(0, 100)
     depth = result.config.get("depth")
-    ax.set_title(f"digits, depth {depth}: accuracy with and without normalisation")
+    ax.set_title(f"digits, depth {depth}: accuracy with and without normalisation", fontsize=10)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     return fig
@@ -50,13 +55,15 @@ def depth_transition(sweep, selected_depth: int | None = None) -> plt.Figure:
         raise ValueError(f"depth_transition: selected_depth {selected_depth} is not one of the swept depths {depths}")
     index = depths.index(selected_depth)
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
-    if "ann" in sweep.accuracy:
-        left.plot(depths, sweep.accuracy["ann"], "o-", color=ANN_COLOUR, label="ANN, no normalisation")
-    left.plot(depths, sweep.accuracy["snn"], "s-", color=SNN_COLOUR, label="SNN, no normalisation")
+    for kind, marker, colour, label in (("ann", "o-", ANN_COLOUR, "ANN"), ("snn", "s-", SNN_COLOUR, "SNN")):
+        if kind in sweep.test_accuracy:
+            summaries = sweep.test_accuracy[kind]
+            left.errorbar(depths, [s.mean for s in summaries], yerr=[s.std for s in summaries], fmt=marker,
+                          capsize=3, color=colour, label=f"{label}, no normalisation")
     left.axhline(10, color="grey", linestyle=":", linewidth=1, label="chance")
     left.axvline(selected_depth, color="black", alpha=0.15, linewidth=6)
     left.set_xlabel("depth (convolution blocks)")
-    left.set_ylabel("test accuracy after training (%)")
+    left.set_ylabel(f"test accuracy (%), {len(sweep.seeds)} seeds")
     left.set_ylim(0, 100)
     left.set_xticks(depths)
     left.legend(fontsize=8)
@@ -68,7 +75,7 @@ def depth_transition(sweep, selected_depth: int | None = None) -> plt.Figure:
     right.set_ylim(RATE_FLOOR / 2, 1)
     right.set_xlabel("layer")
     right.set_ylabel("firing rate (spikes / neuron / step)")
-    right.set_title(f"SNN of depth {selected_depth}; rates < {RATE_FLOOR:g} drawn at the floor", fontsize=9)
+    right.set_title(f"SNN of depth {selected_depth} (seed {sweep.seeds[0]}); rates < {RATE_FLOOR:g} at the floor", fontsize=9)
     right.legend(fontsize=8)
     fig.tight_layout()
     return fig
@@ -91,15 +98,19 @@ def layer_rates(rates_by_label: dict[str, Sequence[float]], title: str = "") -> 
 
 
 def learning_curves(histories: dict, title: str = "") -> plt.Figure:
-    """Test accuracy per epoch for several labelled ``training.History`` objects."""
+    """Validation accuracy per epoch for several labelled ``training.History`` objects.
+
+    The curves are validation curves: the test set is measured once, after training, and is
+    never plotted per epoch.
+    """
     fig, ax = plt.subplots(figsize=(6.4, 3.4))
     for label, history in histories.items():
-        epochs = range(1, len(history.test_accuracy) + 1)
-        ax.plot(epochs, history.test_accuracy, "o-", label=label)
+        epochs = range(1, len(history.val_accuracy) + 1)
+        ax.plot(epochs, history.val_accuracy, "o-", label=label)
     ax.axhline(10, color="grey", linestyle=":", linewidth=1)
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylabel("validation accuracy (%)")
     ax.set_ylim(0, 100)
     if title:
         ax.set_title(title, fontsize=10)

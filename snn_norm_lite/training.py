@@ -1,9 +1,12 @@
 """Training and evaluation with a history, one seeding function, and tqdm progress.
 
 ``fit`` trains with Adam and cross-entropy on logits ``[B, classes]``, which both reference
-networks return, and records per epoch the training loss and accuracy and the test accuracy.
-Callbacks run after every optimiser step (``on_step(model)``, e.g. to enforce Dale's law) and
-after every epoch (``on_epoch(model, history)``, e.g. AHSAR's slow gain).
+networks return. After every epoch it records the training loss and accuracy and, given a
+validation loader, the validation accuracy. Given a test loader, it measures the test accuracy
+**once, after the last epoch**: nothing that runs during training (callbacks, early stopping,
+AHSAR's slow loop) can read it, because it does not exist yet. Callbacks run after every
+optimiser step (``on_step(model)``, e.g. to enforce Dale's law) and after every epoch
+(``on_epoch(model, history)``, e.g. AHSAR's slow gain, which reads ``history.val_accuracy``).
 """
 
 from __future__ import annotations
@@ -29,21 +32,33 @@ def seed_everything(seed: int) -> None:
 
 @dataclass
 class History:
-    """Per-epoch record of a training run (accuracies in percent)."""
+    """Record of a training run (accuracies in percent).
+
+    ``train_loss``, ``train_accuracy`` and ``val_accuracy`` have one entry per epoch
+    (``val_accuracy`` stays empty without a validation loader). ``test_accuracy`` is one number,
+    measured after the last epoch, or None when no test loader was given.
+    """
 
     train_loss: list[float] = field(default_factory=list)
     train_accuracy: list[float] = field(default_factory=list)
-    test_accuracy: list[float] = field(default_factory=list)
+    val_accuracy: list[float] = field(default_factory=list)
+    test_accuracy: Optional[float] = None
+
+    @property
+    def final_val_accuracy(self) -> float:
+        if not self.val_accuracy:
+            raise ValueError("History: no validation accuracy was recorded (fit without a val_loader?)")
+        return self.val_accuracy[-1]
 
     @property
     def final_test_accuracy(self) -> float:
-        if not self.test_accuracy:
-            raise ValueError("History: no epoch has been recorded yet")
-        return self.test_accuracy[-1]
+        if self.test_accuracy is None:
+            raise ValueError("History: no test accuracy was measured (fit without a test_loader?)")
+        return self.test_accuracy
 
     def epochs_to_reach(self, accuracy: float) -> Optional[int]:
-        """First epoch (1-based) whose test accuracy is at least ``accuracy``; None if never."""
-        for epoch, value in enumerate(self.test_accuracy, start=1):
+        """First epoch (1-based) whose validation accuracy is at least ``accuracy``; None if never."""
+        for epoch, value in enumerate(self.val_accuracy, start=1):
             if value >= accuracy:
                 return epoch
         return None
@@ -68,6 +83,8 @@ def evaluate(model: nn.Module, loader, device: str | torch.device = "cpu") -> fl
 def fit(
     model: nn.Module,
     train_loader,
+    val_loader=None,
+    *,
     test_loader=None,
     epochs: int = 8,
     lr: float = 1e-3,
@@ -77,7 +94,11 @@ def fit(
     on_epoch: Optional[Callable[[nn.Module, History], None]] = None,
     description: str = "training",
 ) -> History:
-    """Train ``model`` with Adam for ``epochs`` epochs and return its :class:`History`."""
+    """Train ``model`` with Adam for ``epochs`` epochs and return its :class:`History`.
+
+    ``val_loader`` is evaluated after every epoch, before ``on_epoch`` runs, so a callback can
+    steer by it. ``test_loader`` is evaluated once, after the last epoch and its callback.
+    """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"fit: epochs must be a non-negative int, got {epochs!r}")
     model.to(device)
@@ -100,11 +121,15 @@ def fit(
             loss_sum += loss.item() * y.numel()
             correct += (logits.argmax(dim=1) == y).sum().item()
             seen += y.numel()
+        if seen == 0:
+            raise ValueError("fit: the training loader yielded no samples")
         history.train_loss.append(loss_sum / seen)
         history.train_accuracy.append(100.0 * correct / seen)
-        if test_loader is not None:
-            history.test_accuracy.append(evaluate(model, test_loader, device))
-            bar.set_postfix(test_acc=f"{history.test_accuracy[-1]:.1f}")
+        if val_loader is not None:
+            history.val_accuracy.append(evaluate(model, val_loader, device))
+            bar.set_postfix(val_acc=f"{history.val_accuracy[-1]:.1f}")
         if on_epoch is not None:
             on_epoch(model, history)
+    if test_loader is not None:
+        history.test_accuracy = evaluate(model, test_loader, device)
     return history

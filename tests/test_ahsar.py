@@ -161,13 +161,13 @@ def test_gain_step_by_hand():
     controller = AHSAR(gain_rate=0.1, accuracy_weight=0.2).attach(model)
     _train_steps(model, 2)
     energy = sum(sum(r * r for r in rates) / len(rates) for rates in controller.history["rate"]) / 2
-    controller.on_epoch(model, History(test_accuracy=[50.0]))  # first epoch: no accuracy change
+    controller.on_epoch(model, History(val_accuracy=[50.0]))  # first epoch: no accuracy change
     z = (energy - controller.energy_budget) / controller.energy_budget
     gain = math.exp(0.1 * math.tanh(z))
     assert float(controller.gain) == pytest.approx(gain, rel=1e-5)
     _train_steps(model, 1, seed=5)
     energy = sum(r * r for r in controller.history["rate"][-1]) / 3
-    controller.on_epoch(model, History(test_accuracy=[50.0, 47.0]))  # accuracy fell 3 points
+    controller.on_epoch(model, History(val_accuracy=[50.0, 47.0]))  # accuracy fell 3 points
     z = (energy - controller.energy_budget) / controller.energy_budget + 0.2 * (-3.0)
     assert float(controller.gain) == pytest.approx(gain * math.exp(0.1 * math.tanh(z)), rel=1e-5)
     assert controller.history["epoch_accuracy_change"] == [0.0, -3.0]
@@ -193,7 +193,7 @@ def test_state_round_trip_resumes_identically():
     model = _model(threshold=0.5)
     controller = AHSAR(target_low=0.3, target_high=0.3, ema=0.5).attach(model)
     _train_steps(model, 3)
-    controller.on_epoch(model, History(test_accuracy=[40.0]))
+    controller.on_epoch(model, History(val_accuracy=[40.0]))
     buffer = io.BytesIO()
     torch.save({"model": model.state_dict(), "ahsar": controller.state_dict()}, buffer)
     buffer.seek(0)
@@ -264,7 +264,7 @@ def test_works_with_fit_callbacks():
     history = fit(model, loader, loader, epochs=2, progress=False, on_epoch=controller.on_epoch)
     assert controller.passes == 8 and controller.epochs == 2
     assert len(controller.history["scale"]) == 8 and len(controller.history["epoch_gain"]) == 2
-    assert len(history.test_accuracy) == 2
+    assert len(history.val_accuracy) == 2
 
 
 def test_deep_copy_of_an_attached_model_is_not_regulated():

@@ -12,9 +12,9 @@ from snn_norm_lite.training import seed_everything
 
 def tiny_split():
     generator = torch.Generator().manual_seed(0)
-    x = torch.rand(48, 1, 8, 8, generator=generator)
-    y = torch.randint(0, 10, (48,), generator=generator)
-    return Split("tiny", x[:32], y[:32], x[32:], y[32:], 10)
+    x = torch.rand(64, 1, 8, 8, generator=generator)
+    y = torch.randint(0, 10, (64,), generator=generator)
+    return Split("tiny", x[:32], y[:32], x[32:48], y[32:48], x[48:], y[48:], 10)
 
 
 def test_train_with_controller_records_rates_and_attaches():
@@ -28,6 +28,24 @@ def test_train_with_controller_records_rates_and_attaches():
     # without a controller, the same run as train_once
     _, history = experiments.train_once("snn", "bn", 0, config, tiny_split())
     assert history.test_accuracy == plain.history.test_accuracy
+    assert history.val_accuracy == plain.history.val_accuracy
+
+
+def test_the_test_labels_cannot_steer_a_regulated_run():
+    """AHSAR's slow loop reads validation accuracy only: permuting the test labels changes nothing
+    that training sees, so the thresholds and the validation curve come out identical."""
+    from snn_norm_lite.data import load_digits
+
+    config = TrainConfig(depth=2, width=4, num_steps=2, epochs=3, batch_size=64)
+    real = load_digits()
+    permuted = load_digits()
+    permuted.y_test = permuted.y_test[torch.randperm(len(permuted.y_test), generator=torch.Generator().manual_seed(1))]
+    assert not torch.equal(real.y_test, permuted.y_test)
+    runs = [experiments.train_with_controller("bn", 0, config, split, controller=AHSAR()) for split in (real, permuted)]
+    assert runs[0].thresholds == runs[1].thresholds
+    assert runs[0].history.val_accuracy == runs[1].history.val_accuracy
+    assert runs[0].controller.history["epoch_gain"] == runs[1].controller.history["epoch_gain"]
+    assert runs[0].controller.history["epoch_accuracy_change"] != [0.0, 0.0, 0.0]  # the slow loop did read something
 
 
 def test_noisy_images_is_seeded_and_clamped():

@@ -10,11 +10,11 @@ from snn_norm_lite.__main__ import build_parser, main
 
 
 def test_headline_json_small_run(capsys):
-    code = main(["headline", "--json", "--depth", "1", "--width", "4", "--epochs", "1", "--steps", "2", "--norms", "none,bn"])
+    code = main(["headline", "--json", "--seeds", "3", "--depth", "1", "--width", "4", "--epochs", "1", "--steps", "2", "--norms", "none,bn"])
     assert code == 0
     result = json.loads(capsys.readouterr().out)
     assert set(result["ann"]) == set(result["snn"]) == {"none", "bn"}
-    assert all(0 <= v <= 100 for v in result["ann"].values())
+    assert all(0 <= v["mean"] <= 100 and len(v["seeds"]) == 3 for v in result["ann"].values())
     assert result["config"]["depth"] == 1 and result["config"]["num_steps"] == 2
     assert set(result["gap"]) == {"ann", "snn"}
 

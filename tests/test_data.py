@@ -13,17 +13,43 @@ def test_digits_split_is_seeded_stratified_and_scaled():
     a, b = load_digits(seed=0), load_digits(seed=0)
     assert torch.equal(a.x_train, b.x_train)
     assert a.x_train.shape[1:] == (1, 8, 8) and a.x_train.dtype == torch.float32
-    assert len(a.x_train) + len(a.x_test) == 1797
+    assert a.sizes() == {"train": 1077, "val": 360, "test": 360}
     assert 0.0 <= a.x_train.min() and a.x_train.max() <= 1.0
-    counts = torch.bincount(a.y_test, minlength=10)
-    assert counts.min() >= 35  # stratified: every class about 36 times in 360
+    for labels in (a.y_val, a.y_test):
+        counts = torch.bincount(labels, minlength=10)
+        assert counts.min() >= 35  # stratified: every class about 36 times in 360
     assert not torch.equal(load_digits(seed=1).y_test, a.y_test)
+
+
+def test_digits_parts_are_disjoint_and_cover_the_data_set():
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    split = load_digits()
+    rows = [tuple(image.flatten().tolist()) for part in (split.x_train, split.x_val, split.x_test) for image in part]
+    assert len(rows) == 1797
+    # Some digits images are exact duplicates of each other; compare as multisets.
+    reference = sorted(tuple((image / 16.0).astype("float32").flatten().tolist()) for image in sklearn_digits().images)
+    assert sorted(rows) == reference
+    train = {tuple(image.flatten().tolist()) for image in split.x_train}
+    duplicates_in_data = 1797 - len(set(reference))
+    overlap = sum(tuple(image.flatten().tolist()) in train for image in split.x_test)
+    assert overlap <= duplicates_in_data
+
+
+@pytest.mark.parametrize("kwargs", [{"val_fraction": 0}, {"test_fraction": 1.0}, {"val_fraction": 0.5, "test_fraction": 0.5}])
+def test_digits_fractions_are_checked(kwargs):
+    with pytest.raises(ValueError, match="fraction"):
+        load_digits(**kwargs)
 
 
 def test_loaders_are_seeded():
     split = load_digits()
     first = [next(iter(split.loaders(batch_size=16, seed=3)[0]))[1] for _ in range(2)]
     assert torch.equal(first[0], first[1])
+    train, val, test = split.loaders(batch_size=16)
+    assert len(val.dataset) == len(test.dataset) == 360
+    with pytest.raises(ValueError, match="batch_size"):
+        split.loaders(batch_size=0)
 
 
 def write_fake_cifar(root, images_per_batch=4):
@@ -42,15 +68,21 @@ def write_fake_cifar(root, images_per_batch=4):
 
 def test_cifar10_reader_on_files_in_the_official_format(tmp_path):
     expected = write_fake_cifar(tmp_path)
-    split = load_cifar10(tmp_path)
-    assert split.x_train.shape == (20, 3, 32, 32) and split.x_test.shape == (4, 3, 32, 32)
-    data, labels = expected["data_batch_2"]
-    # image 0 of batch 2, red channel, first row: the first 32 bytes, scaled to [0, 1]
-    torch.testing.assert_close(split.x_train[4, 0, 0], torch.from_numpy(data[0, :32].astype(np.float32) / 255))
+    split = load_cifar10(tmp_path, val_fraction=0.2)
+    assert split.sizes() == {"train": 16, "val": 4, "test": 4}
+    data, labels = expected["test_batch"]
+    # test image 0, red channel, first row: the first 32 bytes, scaled to [0, 1]
+    torch.testing.assert_close(split.x_test[0, 0, 0], torch.from_numpy(data[0, :32].astype(np.float32) / 255))
     # green channel starts at byte 1024
-    torch.testing.assert_close(split.x_train[4, 1, 0], torch.from_numpy(data[0, 1024:1056].astype(np.float32) / 255))
-    assert split.y_train[4:8].tolist() == labels
-    assert load_cifar10(tmp_path, limit=3).x_train.shape[0] == 3
+    torch.testing.assert_close(split.x_test[0, 1, 0], torch.from_numpy(data[0, 1024:1056].astype(np.float32) / 255))
+    assert split.y_test.tolist() == labels
+    # train + val hold exactly the 20 training images, each once
+    everything = torch.cat([split.x_train, split.x_val]).flatten(1)
+    originals = np.concatenate([expected[f"data_batch_{i}"][0] for i in range(1, 6)]).astype(np.float32) / 255
+    assert sorted(map(tuple, everything.tolist())) == sorted(map(tuple, torch.from_numpy(originals).tolist()))
+    assert load_cifar10(tmp_path, limit=3, val_fraction=0.2).sizes() == {"train": 2, "val": 1, "test": 3}
+    with pytest.raises(ValueError, match="limit"):
+        load_cifar10(tmp_path, limit=-1)
 
 
 def test_cifar10_errors(tmp_path):

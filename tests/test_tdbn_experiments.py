@@ -38,3 +38,4 @@ def test_fit_model_matches_train_once():
     model = experiments.build_model("snn", "tdbn", config)
     history = experiments.fit_model(model, config, split, seed=0)
     assert history.test_accuracy == reference.test_accuracy
+    assert history.val_accuracy == reference.val_accuracy

@@ -1,5 +1,7 @@
 """fit / evaluate / seeding, probes, and the experiment functions at toy size."""
 
+import json
+
 import pytest
 import torch
 
@@ -7,12 +9,14 @@ from snn_norm_lite import experiments
 from snn_norm_lite.data import load_digits
 from snn_norm_lite.models import build_snn
 from snn_norm_lite.probes import firing_rates, gradient_norms, per_step_statistics
+from snn_norm_lite.stats import Summary
 from snn_norm_lite.training import History, evaluate, fit, seed_everything
 
 
 def tiny_loaders(n=128):
     split = load_digits()
     split.x_train, split.y_train = split.x_train[:n], split.y_train[:n]
+    split.x_val, split.y_val = split.x_val[:n], split.y_val[:n]
     split.x_test, split.y_test = split.x_test[:n], split.y_test[:n]
     return split.loaders(batch_size=32, seed=0)
 
@@ -20,12 +24,30 @@ def tiny_loaders(n=128):
 def test_fit_records_history_and_learns():
     seed_everything(0)
     model = build_snn("bn", depth=2, width=8, num_steps=2)
-    train, test = tiny_loaders(256)
+    train, val, test = tiny_loaders(256)
     before = evaluate(model, test)
-    history = fit(model, train, test, epochs=3, lr=3e-3, progress=False)
-    assert len(history.train_loss) == len(history.test_accuracy) == 3
+    history = fit(model, train, val, test_loader=test, epochs=3, lr=3e-3, progress=False)
+    assert len(history.train_loss) == len(history.val_accuracy) == 3
     assert history.train_loss[-1] < history.train_loss[0]
     assert history.final_test_accuracy > before
+    assert history.final_test_accuracy == evaluate(model, test)  # measured once, on the final model
+
+
+def test_the_test_set_is_measured_once_after_training_and_never_seen_by_callbacks():
+    seen_by_callbacks = []
+    model = build_snn("bn", depth=1, width=4, num_steps=2)
+    train, val, test = tiny_loaders(64)
+    history = fit(
+        model, train, val, test_loader=test, epochs=3, progress=False,
+        on_epoch=lambda m, h: seen_by_callbacks.append((h.test_accuracy, list(h.val_accuracy))),
+    )
+    assert [test for test, _ in seen_by_callbacks] == [None, None, None]
+    assert [len(val) for _, val in seen_by_callbacks] == [1, 2, 3]
+    assert isinstance(history.test_accuracy, float)
+    without_test = fit(build_snn("bn", depth=1, width=4, num_steps=2), train, val, epochs=1, progress=False)
+    assert without_test.test_accuracy is None
+    with pytest.raises(ValueError, match="no test accuracy"):
+        without_test.final_test_accuracy
 
 
 def test_seeding_repeats_a_run_exactly():
@@ -33,17 +55,17 @@ def test_seeding_repeats_a_run_exactly():
     for _ in range(2):
         seed_everything(7)
         model = build_snn("bn", depth=2, width=8, num_steps=2)
-        train, test = tiny_loaders()
-        results.append(fit(model, train, test, epochs=1, progress=False).train_loss)
+        train, val, _ = tiny_loaders()
+        results.append(fit(model, train, val, epochs=1, progress=False).train_loss)
     assert results[0] == results[1]
 
 
 def test_callbacks_run_per_step_and_per_epoch():
     calls = {"step": 0, "epoch": 0}
     model = build_snn("none", depth=1, width=4, num_steps=2)
-    train, test = tiny_loaders(64)
+    train, val, _ = tiny_loaders(64)
     fit(
-        model, train, test, epochs=2, progress=False,
+        model, train, val, epochs=2, progress=False,
         on_step=lambda m: calls.__setitem__("step", calls["step"] + 1),
         on_epoch=lambda m, h: calls.__setitem__("epoch", calls["epoch"] + 1),
     )
@@ -51,10 +73,13 @@ def test_callbacks_run_per_step_and_per_epoch():
 
 
 def test_history_helpers_and_errors():
-    h = History(test_accuracy=[10.0, 50.0, 90.0])
+    h = History(val_accuracy=[10.0, 50.0, 90.0])
     assert h.epochs_to_reach(50.0) == 2 and h.epochs_to_reach(95.0) is None
-    with pytest.raises(ValueError, match="no epoch"):
-        History().final_test_accuracy
+    assert h.final_val_accuracy == 90.0
+    with pytest.raises(ValueError, match="no validation accuracy"):
+        History().final_val_accuracy
+    with pytest.raises(ValueError, match="no samples"):
+        fit(build_snn("none", depth=1, width=4, num_steps=1), [], epochs=1, progress=False)
     with pytest.raises(TypeError, match="seed must be an int"):
         seed_everything(1.5)
     with pytest.raises(ValueError, match="epochs"):
@@ -78,13 +103,44 @@ def test_probes_measure_without_changing_the_model():
     assert all(p.grad is None for p in model.parameters())
 
 
-def test_headline_result_gaps_and_json():
-    result = experiments.HeadlineResult(
-        ann={"none": 90.0, "bn": 95.0}, snn={"none": 10.0, "bn": 90.0}, per_seed={}, config={"depth": 6}, seeds=[0]
+def _headline(ann_none, ann_bn, snn_none, snn_bn, num_test=100):
+    S = Summary.of
+    return experiments.HeadlineResult(
+        {"ann": {"none": S(ann_none), "bn": S(ann_bn)}, "snn": {"none": S(snn_none), "bn": S(snn_bn)}},
+        config={"depth": 6}, seeds=[0, 1, 2], num_test=num_test,
     )
-    assert result.gap("ann") == {"bn": 5.0} and result.gap("snn") == {"bn": 80.0}
-    assert result.gap_ratio() == {"bn": 16.0}
-    assert '"ann"' in result.to_json() and "16.0x" in result.table()
+
+
+def test_headline_result_gaps_are_paired_by_seed_and_json():
+    result = _headline([90.0, 91.0, 89.0], [95.0, 96.0, 94.0], [10.0, 10.0, 10.0], [90.0, 91.0, 89.0])
+    assert result.gap("ann")["bn"].values == (5.0, 5.0, 5.0)
+    assert result.gap("snn")["bn"].values == (80.0, 81.0, 79.0)
+    assert result.gap_ratio() == {"bn": pytest.approx(16.0)}
+    assert result.ann == {"none": 90.0, "bn": 95.0}
+    data = json.loads(result.to_json())
+    assert data["ann"]["bn"]["seeds"] == [95.0, 96.0, 94.0] and data["gap_ratio"]["bn"] == pytest.approx(16.0)
+    assert "16.0x" in result.table() and "±" in result.table()
+
+
+def test_headline_ratio_is_withheld_when_the_ann_gap_is_not_resolved():
+    # ANN gap +1 on average but it scatters from -1 to +3 over seeds: not resolved, no ratio.
+    result = _headline([90.0, 92.0, 90.0], [93.0, 91.0, 91.0], [10.0, 10.0, 10.0], [90.0, 90.0, 90.0])
+    assert not result.gap_resolved("ann", "bn") and result.gap_resolved("snn", "bn")
+    assert result.gap_ratio() == {"bn": None}
+    assert "n/a" in result.table() and "not resolved" in result.table()
+
+
+def test_depth_sweep_chooses_the_collapse_depth_on_validation_data():
+    S = Summary.of
+    sweep = experiments.DepthSweep(
+        depths=[2, 4, 6], seeds=[0, 1, 2],
+        val_accuracy={"snn": [S([90.0] * 3), S([15.0, 12.0, 30.0]), S([10.0] * 3)]},
+        test_accuracy={"snn": [S([90.0] * 3), S([50.0] * 3), S([10.0] * 3)]},
+        rates_at_init=[], rates_trained=[], histories={}, config={},
+    )
+    assert sweep.collapse_depth("snn") == 4  # validation mean 19 < 20, whatever the test set says
+    assert sweep.collapse_depth("snn", chance_level=10.0) is None
+    assert sweep.accuracy["snn"] == [90.0, 50.0, 10.0]
 
 
 def test_headline_rejects_spiking_only_names():

@@ -1,0 +1,106 @@
+"""Findings over seeds: a mean with its spread, and whether a difference is resolved.
+
+A finding of the book is a mean over at least three seeds with its spread. Two means are said
+to differ only when the difference is larger than both what the seeds scatter and what one
+test image can change::
+
+    resolved(a, b)  <=>  |mean_a - mean_b| > max(std_a, std_b)  and  |mean_a - mean_b| > 100 / N_test
+
+(``std`` is the sample standard deviation over seeds, ``N_test`` the number of test images, so
+``100 / N_test`` is one image in percentage points.) This is a deliberately simple rule for a
+teaching text, stated before any measurement, not a significance test.
+
+>>> s = Summary.of([90.0, 92.0, 94.0])
+>>> s.mean, s.std, s.n
+(92.0, 2.0, 3)
+>>> str(s)
+'92.0 ± 2.0 (n=3)'
+>>> resolved(s, Summary.of([10.0, 10.0, 10.0]), num_test=360)
+True
+>>> resolved(s, Summary.of([91.0, 93.0, 95.0]), num_test=360)
+False
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from typing import Sequence
+
+MIN_SEEDS = 3  # a finding is a mean over at least this many seeds
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Mean, sample standard deviation, minimum and maximum of one quantity over seeds."""
+
+    values: tuple[float, ...]
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> "Summary":
+        values = tuple(float(v) for v in values)
+        if not values:
+            raise ValueError("Summary.of: needs at least one value")
+        if not all(math.isfinite(v) for v in values):
+            raise ValueError(f"Summary.of: every value must be finite, got {values}")
+        return cls(values)
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.values)
+
+    @property
+    def std(self) -> float:
+        """Sample standard deviation (n - 1 in the denominator); 0 for a single value."""
+        return statistics.stdev(self.values) if self.n > 1 else 0.0
+
+    @property
+    def min(self) -> float:
+        return min(self.values)
+
+    @property
+    def max(self) -> float:
+        return max(self.values)
+
+    @property
+    def is_finding(self) -> bool:
+        """True when the summary averages enough seeds to be stated as a finding."""
+        return self.n >= MIN_SEEDS
+
+    def __str__(self) -> str:
+        if self.n == 1:
+            return f"{self.mean:.1f} (1 seed)"
+        return f"{self.mean:.1f} ± {self.std:.1f} (n={self.n})"
+
+    def to_dict(self) -> dict:
+        return {"mean": self.mean, "std": self.std, "min": self.min, "max": self.max, "seeds": list(self.values)}
+
+
+def one_image(num_test: int) -> float:
+    """What one test image is worth, in percentage points: ``100 / num_test``."""
+    if isinstance(num_test, bool) or not isinstance(num_test, int) or num_test < 1:
+        raise ValueError(f"one_image: num_test must be a positive int, got {num_test!r}")
+    return 100.0 / num_test
+
+
+def resolved(a: Summary, b: Summary, num_test: int) -> bool:
+    """True when the means of ``a`` and ``b`` differ by more than both spreads and one test image."""
+    difference = abs(a.mean - b.mean)
+    return difference > max(a.std, b.std) and difference > one_image(num_test)
+
+
+def compare_text(name_a: str, a: Summary, name_b: str, b: Summary, num_test: int) -> str:
+    """One sentence: which is higher and by how much, or that the difference is not resolved."""
+    difference = a.mean - b.mean
+    if not resolved(a, b, num_test):
+        return (
+            f"{name_a} ({a}) vs {name_b} ({b}): a difference of {difference:+.1f} points is not resolved "
+            f"(spread {max(a.std, b.std):.1f}, one test image {one_image(num_test):.2f})"
+        )
+    higher, lower = (name_a, name_b) if difference > 0 else (name_b, name_a)
+    return f"{higher} beats {lower} by {abs(difference):.1f} points ({name_a}: {a}; {name_b}: {b})"
