@@ -2,6 +2,7 @@
 
     python -m snn_norm_lite headline                     # the ANN-vs-SNN table
     python -m snn_norm_lite headline --json --seeds 5    # as JSON, mean and spread over 5 seeds
+    python -m snn_norm_lite compare                      # every method side by side (chapter 12)
     python -m snn_norm_lite norms                        # the registered normalisers
 """
 
@@ -61,6 +62,20 @@ def build_parser() -> argparse.ArgumentParser:
     head.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     head.add_argument("--progress", action="store_true", help="show tqdm progress bars")
 
+    from .comparison import comparison_config
+
+    budget = comparison_config()
+    compare = commands.add_parser("compare", help="train every method on the same SNN (chapter 12's table)")
+    compare.add_argument("--norms", type=_norm_list, default=None, help="comma-separated registry names (default: all)")
+    compare.add_argument("--ahsar", type=_norm_list, default=["bn", "none"], help="names also trained with AHSAR")
+    compare.add_argument("--depth", type=_positive_int, default=budget.depth)
+    compare.add_argument("--width", type=_positive_int, default=budget.width)
+    compare.add_argument("--epochs", type=_positive_int, default=budget.epochs)
+    compare.add_argument("--seeds", type=_positive_int, default=3, help="number of seeds (0..N-1)")
+    compare.add_argument("--steps", type=_positive_int, default=budget.num_steps, help="SNN time steps T")
+    compare.add_argument("--device", type=_device, default="cpu")
+    compare.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+
     commands.add_parser("norms", help="list the registered normalisers")
     return parser
 
@@ -75,6 +90,22 @@ def main(argv=None) -> int:
         depth=args.depth, width=args.width, num_steps=args.steps, epochs=args.epochs, device=args.device
     )
     start = time.perf_counter()
+    if args.command == "compare":
+        from .comparison import compare_methods
+
+        try:
+            result = compare_methods(args.norms, seeds=range(args.seeds), config=config, ahsar_on=args.ahsar)
+        except ValueError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        if args.json:
+            print(result.to_json())
+        else:
+            print(f"digits, SNN depth {config.depth}, width {config.width}, T {config.num_steps}, {config.epochs} epochs, "
+                  f"batch {config.batch_size}, Adam lr {config.lr:g}, seeds 0..{args.seeds - 1}")
+            print(result.table())
+            print(f"finished in {time.perf_counter() - start:.0f} s")
+        return 0
     try:
         result = headline(args.norms, seeds=range(args.seeds), config=config, progress=args.progress)
     except ValueError as error:

@@ -356,7 +356,7 @@ class WarmupAgreement:
     """How closely a normaliser matches BatchNorm after a number of warm-up batches."""
 
     warmup: list[int]
-    mean_abs_difference: list[float]  # mean |y - y_BN| on fresh batches (training mode, both)
+    mean_abs_difference: list[float]  # mean |y - y_BN| on fresh batches (y: the state; y_BN: batch statistics)
     max_channel_mean: list[float]  # max over channels of |mean of y|
     max_channel_std_error: list[float]  # max over channels of |std of y - 1|
 
@@ -371,7 +371,11 @@ def homeostatic_warmup(
     seed: int = 0,
 ) -> WarmupAgreement:
     """Warm up a HomeostaticNorm and a BatchNorm2d on the same stationary synthetic batches and
-    measure, at each checkpoint, how their training-mode outputs on fresh batches compare."""
+    measure, at each checkpoint, how the homeostatic state compares with BatchNorm on fresh batches.
+
+    ``y`` is the homeostatic layer's output from its state (evaluation mode: what inference uses,
+    and what batch-free training uses; the state is the same in both modes), ``y_BN`` BatchNorm's
+    training-mode output, normalised with each fresh batch's own statistics."""
     from .data import synthetic_channel_batch
     from .norms import HomeostaticNorm
 
@@ -389,7 +393,7 @@ def homeostatic_warmup(
                 reference(x)
                 seen += 1
             # Fresh batches are measured on copies, so the measurement does not warm anything up.
-            probe, probe_reference = copy_module(norm), copy_module(reference)
+            probe, probe_reference = copy_module(norm).eval(), copy_module(reference)
             differences, means, stds = [], [], []
             for _ in range(fresh_batches):
                 x = synthetic_channel_batch(generator, batch, channels, size)
@@ -410,73 +414,10 @@ def copy_module(module):
     return copy.deepcopy(module)
 
 
-@dataclass
-class MethodComparison:
-    """Every method trained on the same spiking network, side by side."""
-
-    norms: list[str]
-    accuracy: dict[str, list[float]]  # name -> test accuracy per seed (%)
-    seconds_per_epoch: dict[str, float]  # name -> mean training time per epoch
-    rates: dict[str, list[float]]  # name -> firing rate per layer after training (seed 0)
-    histories: dict[str, History]  # name -> history of seed 0
-    config: dict
-
-    def mean_accuracy(self, name: str) -> float:
-        return statistics.fmean(self.accuracy[name])
-
-    def summary(self, name: str) -> Summary:
-        """Test accuracy of ``name`` over seeds: mean, spread and the values."""
-        return Summary.of(self.accuracy[name])
-
-    def table(self) -> str:
-        lines = [f"{'method':<13}{'test %':>8}{'(seeds)':>22}{'s / epoch':>11}{'mean rate':>11}"]
-        for name in self.norms:
-            seeds = ", ".join(f"{a:.1f}" for a in self.accuracy[name])
-            lines.append(
-                f"{name:<13}{self.mean_accuracy(name):>8.1f}{seeds:>22}{self.seconds_per_epoch[name]:>11.2f}"
-                f"{statistics.fmean(self.rates[name]):>11.3f}"
-            )
-        return "\n".join(lines)
-
-
 PAPER_NEURONS = {"ei": {"beta": 0.5}}  # the E-I paper's LIF neuron: tau = 2, so beta = 1 - 1/tau
 
-
-def compare_methods(
-    norms: Sequence[str] | None = None,
-    seeds: Sequence[int] = (0, 1, 2),
-    config: TrainConfig | None = None,
-    probe_samples: int = 256,
-    overrides: dict | None = None,
-) -> MethodComparison:
-    """Train the reference SNN once per registered method (and seed) on the same data.
-
-    ``norms=None`` takes every registered name. ``overrides`` maps a method name to the
-    ``TrainConfig`` fields it changes (default ``PAPER_NEURONS``: the E-I network keeps its
-    paper's neuron, beta = 0.5). Returns accuracies, training time per epoch, and per-layer
-    firing rates of the trained networks on validation images.
-    """
-    import time
-
-    config = TrainConfig() if config is None else config
-    norms = available_norms() if norms is None else list(norms)
-    split = load_dataset(config.dataset)
-    probe_x = split.x_val[:probe_samples]
-    accuracy, seconds, rates, histories = {}, {}, {}, {}
-    overrides = PAPER_NEURONS if overrides is None else overrides
-    for name in norms:
-        accuracy[name], durations = [], []
-        run_config = TrainConfig(**{**asdict(config), **overrides.get(name, {})})
-        for seed in seeds:
-            start = time.perf_counter()
-            model, history = train_once("snn", name, seed, run_config, split)
-            durations.append((time.perf_counter() - start) / max(config.epochs, 1))
-            accuracy[name].append(history.final_test_accuracy)
-            if seed == seeds[0]:
-                histories[name] = history
-                rates[name] = firing_rates(model, probe_x).tolist()
-        seconds[name] = statistics.fmean(durations)
-    return MethodComparison(norms, accuracy, seconds, rates, histories, asdict(config))
+# The comparison of every method (chapter 12) lives in its own module; re-exported here.
+from .comparison import MethodComparison, compare_methods  # noqa: E402
 
 
 # -- tdBN, BNTT and TEBN chapters -------------------------------------------------------------
@@ -521,12 +462,14 @@ def fit_model(model, config: TrainConfig, split=None, seed: int = 0) -> History:
 
 @torch.no_grad()
 def accuracy_by_steps(model, x: torch.Tensor, y: torch.Tensor) -> list[float]:
-    """Test accuracy (%) of a reference SNN when it stops after k steps, for k = 1 .. T.
+    """Accuracy (%) on ``(x, y)`` of a reference SNN when it stops after k steps, for k = 1 .. T.
 
-    Runs the model once in evaluation mode, records the read-out of every step (a hook on
-    ``model.readout``, output ``[T, B, classes]``) and classifies with the mean over the first
-    k steps. In evaluation every layer of the reference SNN is causal (LIF neurons, and
-    normalisers with fixed per-step or shared statistics), so this equals running only k steps.
+    Pass validation images for anything that chooses (e.g. where to exit early) and test
+    images only for the final report. Runs the model once in evaluation mode, records the
+    read-out of every step (a hook on ``model.readout``, output ``[T, B, classes]``) and
+    classifies with the mean over the first k steps. In evaluation every layer of the reference
+    SNN is causal (LIF neurons, and normalisers with fixed per-step or shared statistics), so
+    this equals running only k steps.
     """
     records = []
     handle = model.readout.register_forward_hook(lambda module, inputs, output: records.append(output.detach()))
@@ -615,7 +558,7 @@ def noisy_images(x: torch.Tensor, sigma: float, seed: int = 0) -> torch.Tensor:
 
 @torch.no_grad()
 def accuracy_on(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> float:
-    """Test accuracy (%) of ``model`` on tensors ``x``, ``y``, in evaluation mode (mode restored)."""
+    """Accuracy (%) of ``model`` on tensors ``x``, ``y`` (e.g. noisy test images), in evaluation mode (mode restored)."""
     was_training = model.training
     model.eval()
     try:
@@ -802,7 +745,7 @@ def tab_window_scaling(
 
 
 @torch.no_grad()
-def window_tracking(x: torch.Tensor, beta: float = 0.9) -> dict[str, torch.Tensor]:
+def window_tracking(x: torch.Tensor, beta: float = 0.9, standardise: bool = False) -> dict[str, torch.Tensor]:
     """How TAB's window mean follows what a leaky membrane integrates, for a sequence ``[T, B, C, ...]``.
 
     Returns ``[T]`` tensors (averaged over channels): ``step_mean`` (mean of ``x_t``),
@@ -810,6 +753,12 @@ def window_tracking(x: torch.Tensor, beta: float = 0.9) -> dict[str, torch.Tenso
     a neuron with leak ``beta`` and no reset driven by ``x``, ``u_t = sum_s beta^(t-s) x_s``,
     divided by its total weight ``sum_s beta^(t-s)`` (a leak-weighted average of the inputs so
     far; ``beta = 1`` gives the window mean exactly).
+
+    ``standardise=True``: each channel's three curves are first measured from that channel's
+    step-0 mean, in units of its standard deviation over the whole sequence, and their
+    *absolute values* are averaged over channels: ``mean_c |stat_{t,c} - m_{0,c}| / sd_c``. This
+    shows how far each statistic moves in units of the spread, without channels that drift in
+    opposite directions cancelling out.
     """
     if x.dim() < 3:
         raise ValueError(f"window_tracking: expected a sequence [T, B, C, ...], got shape {tuple(x.shape)}")
@@ -822,11 +771,11 @@ def window_tracking(x: torch.Tensor, beta: float = 0.9) -> dict[str, torch.Tenso
         membrane = beta * membrane + step_mean[t]
         weight = beta * weight + 1.0
         leaky.append(membrane / weight)
-    return {
-        "step_mean": step_mean.mean(dim=1),
-        "window_mean": window_mean.mean(dim=1),
-        "leaky_mean": torch.stack(leaky).mean(dim=1),
-    }
+    curves = {"step_mean": step_mean, "window_mean": window_mean, "leaky_mean": torch.stack(leaky)}
+    if standardise:
+        spread = x.transpose(0, 2).reshape(x.shape[2], -1).std(dim=1).clamp_min(torch.finfo(x.dtype).tiny)
+        curves = {key: ((value - step_mean[0]) / spread).abs() for key, value in curves.items()}
+    return {key: value.mean(dim=1) for key, value in curves.items()}
 
 
 # -- E-I circuit chapter (DeepEISNN) ----------------------------------------------------------

@@ -27,7 +27,11 @@ non-negative: ``W_EE, W_IE, W_EI, g_I, g_E >= 0``; only the bias ``b_E`` is free
 pass uses the clamped values ``max(w, 0)``; :func:`enforce_dale` clamps the stored parameters
 in place (projected gradient descent: call it after every optimiser step, e.g.
 ``training.fit(..., on_step=enforce_dale)``; :class:`~snn_norm_lite.models.EISpikingConvNet`
-calls it itself at the start of every training forward pass, as the paper's code does).
+calls it itself at the start of every training forward pass). The paper's official code,
+https://github.com/vwOvOwv/DeepEISNN (``modules/conv2d.py``, ``modules/norm2d.py``,
+``modules/optimizers.py``), clamps the stored parameters in place at every forward pass, in
+training and evaluation, and again after every step of its SGD; the outputs are the same.
+:func:`dale_violation_share` measures how much of the network the last step pushed below 0.
 
 E-I Init (data dependent; on the first batch, time merged into the batch). With ``d`` the
 fan-in, ``Ex = mean(x)``, ``Ex2 = mean(x^2)`` and ``Vx`` the variance of each input element
@@ -493,3 +497,55 @@ def ei_init(model: nn.Module, x: torch.Tensor) -> list[EIInitStatistics]:
     if skipped:
         raise ValueError(f"ei_init: the forward pass of {type(model).__name__} never reached E-I circuits {skipped}")
     return [layer.init_statistics for layer in layers]
+
+
+@torch.no_grad()
+def dale_violation_share(model: nn.Module) -> float:
+    """Share of the Dale-constrained entries of ``model``'s E-I circuits that are negative.
+
+    Measured right after an optimiser step (e.g. at the end of training, before any further
+    training forward pass), it is the share of weights and gains the last step pushed below 0:
+    what the next projection (:func:`enforce_dale`) will clamp back to 0. Right after a
+    projection it is 0. A measure of how hard the optimiser pushes against Dale's law.
+    """
+    layers = circuits(model)
+    if not layers:
+        raise TypeError(f"dale_violation_share: {type(model).__name__} has no E-I circuits (EILinear, EIConv2d)")
+    parameters = [p for layer in layers for p in layer.dale_parameters()]
+    negative = sum(int((p < 0).sum()) for p in parameters)
+    return negative / sum(p.numel() for p in parameters)
+
+
+def straight_through_gradient_gap(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Largest absolute difference between the gradients with and without E-I Prop's STE.
+
+    Computes the gradient of the cross-entropy of ``model(x)`` (logits ``[B, classes]``) against
+    ``y`` with respect to every parameter twice, with ``straight_through=True`` and ``False`` in
+    every circuit, and returns ``max |g_STE - g_noSTE|`` over all entries (0.0: identical).
+    The forward values are the same either way; only where a zero of ``I_div`` was replaced
+    can the gradients differ (see :func:`stabilize_divisor`). Runs in evaluation mode, so the
+    model is not changed (its ``.grad`` fields are not touched either); flags and mode are restored.
+    """
+    layers = circuits(model)
+    if not layers:
+        raise TypeError(
+            f"straight_through_gradient_gap: {type(model).__name__} has no E-I circuits (EILinear, EIConv2d)"
+        )
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    flags = [layer.straight_through for layer in layers]
+    was_training = model.training
+    model.eval()
+    gradients = []
+    try:
+        for straight_through in (True, False):
+            for layer in layers:
+                layer.straight_through = straight_through
+            with torch.enable_grad():
+                loss = F.cross_entropy(model(x), y)
+                grads = torch.autograd.grad(loss, parameters, allow_unused=True)
+            gradients.append([torch.zeros_like(p) if g is None else g for p, g in zip(parameters, grads)])
+    finally:
+        model.train(was_training)
+        for layer, flag in zip(layers, flags):
+            layer.straight_through = flag
+    return max((a - b).abs().max().item() for a, b in zip(*gradients))

@@ -10,10 +10,12 @@ from snn_norm_lite.inhibition import (
     EIConv2d,
     EILinear,
     circuits,
+    dale_violation_share,
     ei_init,
     enforce_dale,
     input_moments,
     stabilize_divisor,
+    straight_through_gradient_gap,
 )
 from snn_norm_lite.models import EISpikingConvNet, build_snn
 from snn_norm_lite.neurons import MultiStepLeaky
@@ -375,3 +377,54 @@ def test_float64_network():
 def test_bad_input(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+# -- diagnostics used by the chapter ----------------------------------------------------------
+
+
+def test_dale_violation_share_counts_negative_constrained_entries():
+    torch.manual_seed(0)
+    model = build_snn("ei", depth=2, width=8, num_steps=2)
+    model.eval()
+    model(torch.rand(4, 1, 8, 8))  # E-I Init
+    assert dale_violation_share(model) == 0.0
+    layers = circuits(model)
+    total = sum(p.numel() for layer in layers for p in layer.dale_parameters())
+    with torch.no_grad():
+        layers[0].weight_ee.view(-1)[:3] = -1.0
+        layers[1].bias_e.fill_(-1.0)  # free: not counted
+    assert dale_violation_share(model) == pytest.approx(3 / total)
+    enforce_dale(model)
+    assert dale_violation_share(model) == 0.0
+    with pytest.raises(TypeError, match="no E-I circuits"):
+        dale_violation_share(nn.Linear(2, 2))
+
+
+class _ReadOut(nn.Module):
+    """A one-circuit classifier: the time-averaged current of ``layer`` as logits."""
+
+    def __init__(self, layer):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x):
+        return self.layer(x).mean(dim=0)
+
+
+def test_straight_through_gradient_gap():
+    # A silent divisor under a non-zero numerator: the STE routes gradient the plain path does not.
+    model = _ReadOut(_silent_unit_layer())
+    x = torch.rand(2, 3, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    y = torch.tensor([0, 1, 2])
+    assert straight_through_gradient_gap(model, x, y) > 1e-6
+    assert model.layer.straight_through and model.training and model.layer.weight_ee.grad is None
+    # Zeros of I_div only where the input is blank: the numerator is 0 there too, no difference.
+    torch.manual_seed(0)
+    network = build_snn("ei", depth=2, width=8, num_steps=2)
+    images = torch.rand(6, 1, 8, 8)
+    images[:, :, :, :3] = 0  # blank columns, as the digits' borders
+    network.eval()
+    network(images)  # E-I Init
+    assert straight_through_gradient_gap(network, images, torch.arange(6)) == 0.0
+    with pytest.raises(TypeError, match="no E-I circuits"):
+        straight_through_gradient_gap(nn.Linear(2, 2), torch.rand(2, 2), torch.tensor([0, 1]))

@@ -258,3 +258,180 @@ def test_registry_pairs_plain_batchnorm_with_the_membrane_neuron_and_trains():
     loss = nn.functional.cross_entropy(model(torch.rand(8, 1, 8, 8)), torch.arange(8))
     loss.backward()
     assert torch.isfinite(loss) and model.blocks[1].neuron.membrane_norm.weight.grad.abs().sum() > 0
+
+
+# -- options, and the configuration of the public MPBN code ----------------------------------------
+
+from snn_norm_lite.norms.mpbn import OFFICIAL_CONFIGURATION, tanh_window_surrogate_grad, use_official_neurons  # noqa: E402
+
+
+def test_per_step_loop_with_default_options_equals_the_fused_node():
+    fused, loop = random_neuron(), random_neuron()
+    assert fused.uses_fused_training
+    for seed in (1, 2):
+        x = currents(seed).requires_grad_()
+        x2 = x.detach().clone().requires_grad_()
+        probe = torch.randn_like(x)
+        spikes, expected = fused(x), loop.forward_per_step(x2)
+        torch.testing.assert_close(spikes, expected, rtol=0, atol=0)
+        (spikes * probe).sum().backward()
+        (expected * probe).sum().backward()
+        torch.testing.assert_close(x.grad, x2.grad)
+    for name in ("weight", "bias"):
+        torch.testing.assert_close(getattr(fused.membrane_norm, name).grad, getattr(loop.membrane_norm, name).grad)
+    torch.testing.assert_close(fused.membrane_norm.running_var, loop.membrane_norm.running_var)
+    assert int(fused.membrane_norm.num_batches_tracked) == int(loop.membrane_norm.num_batches_tracked) == 2 * T
+
+
+def test_official_configuration_attributes():
+    neuron = MPBNLeaky.official(C)
+    assert (neuron.beta, float(neuron.threshold), neuron.reset, neuron.surrogate, neuron.detach_reset) == (
+        0.25, 0.5, "zero", "tanh_window", False,
+    )
+    assert OFFICIAL_CONFIGURATION["beta"] == 0.25 and not neuron.uses_fused_training
+    assert "reset='zero'" in repr(neuron)
+
+
+def test_hard_reset_sets_the_raw_membrane_to_zero():
+    """BN(u) = u in eval; decay 0.25, fire above 0.5, hard reset."""
+    neuron = MPBNLeaky.official(1).double().eval()
+    with torch.no_grad():
+        neuron.membrane_norm.weight.fill_(math.sqrt(1.0 + neuron.membrane_norm.eps))
+    x = torch.tensor([0.6, 0.3, 0.3, 0.45], dtype=torch.float64).view(4, 1, 1)
+    # u: 0.6 (spike, reset to 0), 0.3, 0.25 * 0.3 + 0.3 = 0.375, 0.25 * 0.375 + 0.45 = 0.54375 (spike)
+    assert neuron(x).flatten().tolist() == [1.0, 0.0, 0.0, 1.0]
+    # a subtractive reset gives 0.25 * 0.6 + 0.3 - 0.5 = -0.05 at t = 1 (u = -0.05, 0.2875, 0.071875 + x_3):
+    # with x_3 = 0.42 the hard reset fires (0.51375) and the subtractive one does not (0.491875)
+    x[3] = 0.42
+    subtractive = MPBNLeaky(1, beta=0.25, threshold=0.5).double().eval()
+    subtractive.load_state_dict(neuron.state_dict())
+    assert neuron(x).flatten().tolist() == [1.0, 0.0, 0.0, 1.0]
+    assert subtractive(x).flatten().tolist() == [1.0, 0.0, 0.0, 0.0]
+
+
+def official_smooth_spike(v, theta=0.5, k=3.0):
+    """The public code's spike in units of BN(u) / (2 theta): H forward, clipped tanh backward."""
+    z = v / (2 * theta)
+    smooth = (torch.tanh(k * (z.clamp(0, 1) - 0.5)) + math.tanh(k / 2)) / (2 * math.tanh(k / 2))
+    return (z > 0.5).to(v.dtype) + (smooth - smooth.detach())
+
+
+def naive_official(x, gamma, beta_bn, running_mean, running_var, eps=EPS, momentum=MOMENTUM):
+    """u_t = 0.25 u_{t-1} (1 - s_{t-1}) + x_t; s_t = H(BN(u_t) - 0.5), BN with the batch statistics of step t."""
+    u = torch.zeros_like(x[0])
+    s = torch.zeros_like(x[0])
+    spikes = []
+    for t in range(x.shape[0]):
+        u = 0.25 * u * (1 - s) + x[t]  # the spike keeps its surrogate gradient in the reset
+        mean = u.mean(dim=(0, 2, 3))
+        var = u.var(dim=(0, 2, 3), correction=0)
+        n = u.numel() / u.shape[1]
+        with torch.no_grad():
+            running_mean.mul_(1 - momentum).add_(momentum * mean)
+            running_var.mul_(1 - momentum).add_(momentum * var * n / (n - 1))
+        view = (1, -1, 1, 1)
+        normalised = gamma.view(view) * (u - mean.view(view)) / torch.sqrt(var.view(view) + eps) + beta_bn.view(view)
+        s = official_smooth_spike(normalised)
+        spikes.append(s)
+    return torch.stack(spikes)
+
+
+def test_official_configuration_matches_a_hand_written_loop_in_training():
+    neuron = MPBNLeaky.official(C, eps=EPS, momentum=MOMENTUM).double()
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        neuron.membrane_norm.weight.copy_(torch.rand(C, generator=generator, dtype=torch.float64) + 0.5)
+        neuron.membrane_norm.bias.copy_(torch.randn(C, generator=generator, dtype=torch.float64) * 0.3)
+    bn = neuron.membrane_norm
+    gamma = bn.weight.detach().clone().requires_grad_()
+    beta_bn = bn.bias.detach().clone().requires_grad_()
+    running_mean, running_var = bn.running_mean.clone(), bn.running_var.clone()
+    x = currents(7).requires_grad_()
+    x2 = x.detach().clone().requires_grad_()
+    probe = torch.randn_like(x)
+    spikes, expected = neuron(x), naive_official(x2, gamma, beta_bn, running_mean, running_var)
+    torch.testing.assert_close(spikes, expected, rtol=0, atol=0)
+    assert 0.05 < spikes.mean() < 0.95 and (spikes[:-1] * spikes[1:]).sum() > 0  # resets happen
+    (spikes * probe).sum().backward()
+    (expected * probe).sum().backward()
+    torch.testing.assert_close(x.grad, x2.grad)
+    torch.testing.assert_close(bn.weight.grad, gamma.grad)
+    torch.testing.assert_close(bn.bias.grad, beta_bn.grad)
+    torch.testing.assert_close(bn.running_mean, running_mean)
+    torch.testing.assert_close(bn.running_var, running_var)
+
+
+def test_gradient_through_the_reset_is_an_option():
+    x = currents(8)
+    grads = []
+    for detach in (True, False):
+        neuron = MPBNLeaky(C, reset="zero", detach_reset=detach).double()
+        xi = x.clone().requires_grad_()
+        neuron(xi).sum().backward()
+        grads.append(xi.grad)
+    assert not torch.allclose(grads[0], grads[1])
+
+
+def test_tanh_window_surrogate():
+    theta = 0.5
+    v = torch.linspace(-0.5, 1.5, 401, dtype=torch.float64)
+    grad = tanh_window_surrogate_grad(v, theta)
+    assert grad[(v < 0) | (v > 1)].eq(0).all() and (grad[(v > 0) & (v < 1)] > 0).all()
+    peak = 3.0 / (2 * math.tanh(1.5))
+    torch.testing.assert_close(tanh_window_surrogate_grad(torch.tensor(0.5, dtype=torch.float64), theta),
+                               torch.tensor(peak, dtype=torch.float64))
+    inside = torch.linspace(0.05, 0.95, 19, dtype=torch.float64, requires_grad=True)
+    official_smooth_spike(inside).sum().backward()
+    torch.testing.assert_close(inside.grad, tanh_window_surrogate_grad(inside.detach(), theta))
+    # scaled to the threshold: the window is [0, 2 theta], the peak at theta
+    wide = tanh_window_surrogate_grad(torch.tensor([1.0, 2.0, 2.1], dtype=torch.float64), 1.0)
+    torch.testing.assert_close(wide[0], torch.tensor(peak / 2, dtype=torch.float64))
+    assert wide[1] > 0 and wide[2] == 0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fold_is_exact_with_the_hard_reset(dtype):
+    awkward = neuron_with_awkward_gammas(dtype)
+    neuron = MPBNLeaky.official(awkward.num_features, eps=EPS).to(dtype).eval()
+    neuron.load_state_dict(awkward.state_dict())
+    with torch.no_grad():
+        neuron.threshold.fill_(0.5)
+    folded = neuron.fold()
+    assert folded.reset == "zero"
+    for seed in range(3):
+        x = currents(30 + seed, shape=(8, 16, 301, 3, 3), dtype=dtype) * 2
+        spikes = neuron(x)
+        assert torch.equal(spikes, folded(x)) and 0.05 < spikes.mean() < 0.95
+
+
+def test_use_official_neurons_swaps_every_neuron_and_keeps_the_other_weights():
+    torch.manual_seed(0)
+    model = build_snn("mpbn", depth=3, width=8, num_steps=4)
+    torch.manual_seed(0)
+    reference = build_snn("mpbn", depth=3, width=8, num_steps=4)
+    assert use_official_neurons(model) == 3
+    assert all(n.reset == "zero" and n.beta == 0.25 and float(n.threshold) == 0.5 for n in model.neurons())
+    assert torch.equal(model.blocks[1].conv.weight, reference.blocks[1].conv.weight)
+    loss = nn.functional.cross_entropy(model(torch.rand(8, 1, 8, 8)), torch.arange(8))
+    loss.backward()
+    assert torch.isfinite(loss) and model.blocks[0].neuron.membrane_norm.weight.grad.abs().sum() > 0
+    model.eval()
+    from snn_norm_lite.experiments import fold_mpbn
+
+    images = torch.rand(16, 1, 8, 8)
+    torch.testing.assert_close(fold_mpbn(model)(images), model(images), rtol=0, atol=0)
+
+
+def test_bad_options_raise_clear_errors():
+    with pytest.raises(ValueError, match=r"MPBNLeaky: reset must be one of 'subtract', 'zero', got 'hard'"):
+        MPBNLeaky(C, reset="hard")
+    with pytest.raises(ValueError, match=r"MPBNLeaky: surrogate must be one of 'arctan', 'tanh_window'"):
+        MPBNLeaky(C, surrogate="sigmoid")
+    with pytest.raises(TypeError, match=r"MPBNLeaky: detach_reset must be a bool, got int"):
+        MPBNLeaky(C, detach_reset=1)
+    with pytest.raises(ValueError, match=r"FoldedMPBNLeaky: reset must be one of"):
+        FoldedMPBNLeaky(torch.zeros(C), torch.ones(C), beta=0.5, threshold=1.0, reset="none")
+    with pytest.raises(ValueError, match=r"use_official_neurons: the model has no MPBNLeaky"):
+        use_official_neurons(nn.Linear(2, 2))
+    with pytest.raises(TypeError, match=r"use_official_neurons: expected an nn.Module, got str"):
+        use_official_neurons("model")

@@ -61,3 +61,19 @@ def test_window_tracking_against_a_direct_computation():
     assert torch.allclose(experiments.window_tracking(x, beta=1.0)["leaky_mean"], out["window_mean"])
     with pytest.raises(ValueError):
         experiments.window_tracking(torch.zeros(3, 4))
+
+
+def test_window_tracking_standardised_measures_drift_in_channel_standard_deviations():
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 64, 2, 3, 3, generator=generator, dtype=torch.float64)
+    x[:, :, 0] = x[:, :, 0] * 3 + torch.arange(4.0, dtype=torch.float64).view(4, 1, 1, 1)  # drifts up
+    x[:, :, 1] = x[:, :, 1] * 0.5 - 0.5 * torch.arange(4.0, dtype=torch.float64).view(4, 1, 1, 1)  # drifts down
+    out = experiments.window_tracking(x, beta=0.9, standardise=True)
+    step_mean = x.mean(dim=(1, 3, 4))
+    spread = x.transpose(0, 2).reshape(2, -1).std(dim=1)
+    expected = ((step_mean - step_mean[0]) / spread).abs().mean(dim=1)
+    torch.testing.assert_close(out["step_mean"], expected)
+    assert out["step_mean"][0] == 0 and out["window_mean"][0] == 0 and out["leaky_mean"][0] == 0
+    assert (out["window_mean"][1:] > 0).all()  # opposite drifts do not cancel
+    plain = experiments.window_tracking(x, beta=0.9)
+    assert plain["step_mean"].shape == out["step_mean"].shape == (4,)

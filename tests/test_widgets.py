@@ -9,6 +9,7 @@ from snn_norm_lite import widgets  # noqa: E402
 
 
 def test_panel_draws_defaults_then_redraws_on_change():
+    plt.close("all")  # figures other tests left open are not this panel's
     calls = []
 
     def draw(depth, threshold):

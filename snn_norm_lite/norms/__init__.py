@@ -35,7 +35,7 @@ register(NormSpec("bn", "BatchNorm; in an SNN over (T, B, H, W), time merged int
 register(
     NormSpec(
         "homeostatic",
-        "homeostatic gain and bias (EMA set point, batch-free); per time step in an SNN",
+        "homeostatic gain and bias: batch statistics in training, an EMA state (batch-free) at inference; per step in an SNN",
         _homeostatic,
     )
 )

@@ -24,21 +24,34 @@ Setting the derivative to zero gives the exponential moving average::
 
     g_new = (1 - eta) * g_old + eta * g*,      b_new = (1 - eta) * b_old + eta * b*
 
-Update order (``batch_free=True``, the default): the forward pass uses the state from *before*
-the update; the update happens afterwards, under ``torch.no_grad``. Consequences, each tested:
+Two modes, one state. The EMA above runs after every training batch in both modes; what
+differs is the gain and bias the *training* forward pass uses.
 
-* batch-free: a sample's output never depends on the other samples of its batch, in training
-  as in evaluation;
-* no gradient flows through the statistics (they are constants of the forward pass);
-* evaluation uses exactly the same state, so train and eval outputs agree; ``eval()`` only
-  stops the state from moving.
+* ``batch_free=False`` (the default): the training forward pass normalises each batch with its
+  own set point ``(g*, b*)``, and gradients flow through ``mu_B`` and ``var_B``. This forward
+  and backward pass are exactly BatchNorm's in training (BatchNorm also normalises with the
+  biased batch variance). The homeostatic state, moved by the EMA in gain space, is what
+  evaluation uses. It differs from BatchNorm's running statistics only in how they are
+  averaged: BatchNorm averages ``mu_B`` and the *unbiased* variance in variance space; this
+  layer averages ``g*`` and ``b*`` of the *biased* statistics in gain space.
+* ``batch_free=True``: the training forward pass uses the state from *before* the update too;
+  the update happens afterwards, under ``torch.no_grad``. Consequences, each tested:
 
-The price of the second point is the one Ioffe and Szegedy (2015, section 2) describe: the
-optimiser does not see that the normalisation will undo a shift or a rescaling, so part of each
-step is spent pushing against the controller. ``batch_free=False`` trades batch-freeness for
-BatchNorm's training behaviour: the training forward pass normalises with the batch's own
-``g*`` and ``b*`` (gradients flow through them), while the homeostatic state, updated by the
-same EMA, is what evaluation uses.
+  - batch-free: a sample's output never depends on the other samples of its batch, in
+    training as in evaluation;
+  - no gradient flows through the statistics (they are constants of the forward pass);
+  - evaluation uses exactly the same state, so train and eval outputs agree; ``eval()`` only
+    stops the state from moving.
+
+  The price is the one Ioffe and Szegedy (2015, section 2) describe: the optimiser does not
+  see that the normalisation will undo a shift or a rescaling, so part of each step is spent
+  pushing against the controller, and the state trails the set point while the weights in
+  front of the layer change (``snn_norm_lite.homeostatic_lag`` measures that lag). This is
+  Online Normalization's forward pass (Chiley et al., 2019) without its corrected backward
+  pass.
+
+In both modes the layer is batch-free at inference: ``eval()`` applies the fixed per-channel
+affine map of the state. Only ``batch_free=True`` is batch-free in training as well.
 
 State layout (drop-in for BatchNorm). The state is stored as BatchNorm-style buffers
 ``running_mean`` and ``running_var`` so that a ``BatchNorm2d`` checkpoint loads into this layer
@@ -115,17 +128,19 @@ class HomeostaticNorm(_NormBase):
 
     ``y = weight * (g * x + b) + bias`` with per-channel gain ``g`` and bias ``b`` that track
     ``1/sqrt(var_B + eps)`` and ``-mu_B * g`` by an EMA (the solution of a proximal QP, see the
-    module docstring). Accepts ``[N, C]``, ``[N, C, L]`` and ``[N, C, H, W]``. Statistics are
-    taken over every dimension except the channel one, after the forward pass, in training
-    only; the output never depends on the current batch's statistics.
+    module docstring). Accepts ``[N, C]``, ``[N, C, L]`` and ``[N, C, H, W]``. Batch statistics
+    are taken over every dimension except the channel one, in training only. By default the
+    training forward pass normalises with them (as BatchNorm does) and evaluation uses the
+    state; with ``batch_free=True`` the output never depends on the current batch's statistics.
 
     Args:
         num_features: number of channels C.
         eps: added to the variance before the square root.
         momentum: homeostatic rate ``eta`` in (0, 1]: the weight of the newest set point.
         affine: learnable ``weight`` (init 1) and ``bias`` (init 0) after the normalisation.
-        batch_free: True (default) normalises with the homeostatic state in training too; False
-            normalises training batches with their own statistics, as BatchNorm does.
+        batch_free: False (default) normalises training batches with their own statistics, as
+            BatchNorm does (gradients flow through them); True normalises with the homeostatic
+            state in training too. Evaluation uses the state in both modes.
     """
 
     def __init__(
@@ -134,7 +149,7 @@ class HomeostaticNorm(_NormBase):
         eps: float = 1e-5,
         momentum: float = 0.1,
         affine: bool = True,
-        batch_free: bool = True,
+        batch_free: bool = False,
     ):
         check_positive_int(num_features, "num_features", type(self).__name__)
         check_unit_interval(momentum, "momentum", type(self).__name__)
@@ -191,7 +206,9 @@ class TemporalHomeostaticNorm2d(nn.Module):
       vectorised update of all T states; identical to calling it step by step).
 
     Buffers ``running_mean`` and ``running_var`` have shape ``[num_steps, C]``. ``batch_free``
-    has the meaning it has in :class:`HomeostaticNorm`.
+    has the meaning it has in :class:`HomeostaticNorm`: by default the training forward pass
+    normalises step t with the batch statistics of step t (BNTT's statistics, with one affine
+    shared over time instead of BNTT's per-step gain), and evaluation uses the per-step state.
     """
 
     def __init__(
@@ -201,7 +218,7 @@ class TemporalHomeostaticNorm2d(nn.Module):
         eps: float = 1e-5,
         momentum: float = 0.1,
         affine: bool = True,
-        batch_free: bool = True,
+        batch_free: bool = False,
     ):
         super().__init__()
         name = type(self).__name__

@@ -33,7 +33,8 @@ Folding. In evaluation ``BN(u) > V_th`` is a comparison of ``u`` with one number
                 beta_bn > V_th and never otherwise
 
 so the BatchNorm disappears into per-channel thresholds (:meth:`MPBNLeaky.fold`). This is exact
-only because the reset acts on the raw membrane: the folded neuron carries the same ``u``. The
+only because the reset acts on the raw membrane: the folded neuron carries the same ``u``
+(with either reset below). The
 channel's firing rule is never "fixed" by clipping gamma away from zero or from negative values
 (clipping gamma to 1e-8 gives a threshold of ~1e8 and a channel that never fires).
 
@@ -45,32 +46,96 @@ floats, evaluating the very operations the unfolded neuron runs; the folded neur
 spike-for-spike identical to the unfolded one in evaluation mode, in float32 and float64, for
 every finite input. :func:`fold_formula` gives the textbook ``V~`` for comparison.
 
+Options, and the configuration of the authors' public code. The defaults above pair MPBN with the
+book's reference neuron (leak 0.9, subtractive reset, arctan surrogate, detached reset). The
+neuron in the public code (https://github.com/yfguo91/MPBN, ``models/spike_layer.py``:
+``mem_update``, ``spike_activation``, ``LIFAct``) differs in five ways, each an option here:
+
+* ``beta``: its decay is 0.25.
+* ``threshold``: it fires when ``BN(u_t) / V_th > 0.5`` with ``V_th = 1``, i.e. ``BN(u_t) > 0.5``.
+* ``reset="zero"``: a hard reset, ``u <- u * (1 - s_t)`` (the raw membrane again), so::
+
+      u_t = beta * u_{t-1} * (1 - s_{t-1}) + x_t
+
+* ``surrogate="tanh_window"``: its surrogate gradient. With ``z = BN(u) / (2 theta)`` (theta the
+  firing level, 0.5 there, so ``z = BN(u)``) clipped to ``[0, 1]`` and ``k = 3``::
+
+      sigma(z) = (tanh(k (z - 1/2)) + tanh(k / 2)) / (2 tanh(k / 2))
+      dS/dBN(u) ~= k (1 - tanh^2(k (z - 1/2))) / (2 tanh(k / 2)) / (2 theta)   for 0 <= z <= 1, else 0
+
+* ``detach_reset=False``: its reset multiplies by the spike *with* its surrogate gradient, so
+  the gradient also flows through the reset.
+
+:meth:`MPBNLeaky.official` builds that configuration (``OFFICIAL_CONFIGURATION``) and
+:func:`use_official_neurons` puts it into a network. Any option other than the defaults trains
+through a per-step autograd loop (:meth:`MPBNLeaky.forward_per_step`) instead of the fused node;
+the same loop with the default options gives the fused node's numbers (tested). Both resets
+act on the raw membrane, so folding is exact for both.
+
 Paper: Y. Guo, Y. Zhang, Y. Chen, W. Peng, X. Liu, L. Zhang, X. Huang and Z. Ma, "Membrane
 potential batch normalization for spiking neural networks", ICCV 2023.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..checks import check_channels, check_floating, check_positive_int, check_unit_interval
 from ..neurons import SURROGATE_ALPHA, arctan_surrogate_grad
 from .step_statistics import check_enough_values, check_eps_and_momentum, check_same_dtype
 
+RESETS = ("subtract", "zero")
+SURROGATES = ("arctan", "tanh_window")
+OFFICIAL_TEMPERATURE = 3.0  # k of the public code's tanh surrogate
+OFFICIAL_CONFIGURATION = {  # the neuron of https://github.com/yfguo91/MPBN, models/spike_layer.py
+    "beta": 0.25,
+    "threshold": 0.5,
+    "reset": "zero",
+    "surrogate": "tanh_window",
+    "detach_reset": False,
+}
+
+
+def tanh_window_surrogate_grad(
+    v: torch.Tensor, threshold: torch.Tensor | float, temperature: float = OFFICIAL_TEMPERATURE
+) -> torch.Tensor:
+    """Surrogate ``dS/dv`` of the public MPBN code, at normalised membrane ``v`` and firing level theta.
+
+    With ``z = v / (2 theta)``: ``k (1 - tanh^2(k (z - 1/2))) / (2 tanh(k / 2)) / (2 theta)`` for
+    ``0 <= z <= 1`` and 0 outside (the derivative of its smooth spike, clipped to that window).
+    For theta = 0.5 (the public code's ``BN(u) / V_th > 0.5`` with ``V_th = 1``) ``z = v``.
+    """
+    scale = 2.0 * threshold
+    z = v / scale
+    k = temperature
+    inside = (z >= 0) & (z <= 1)
+    slope = k * (1 - torch.tanh(k * (z - 0.5)).square()) / (2 * math.tanh(k / 2)) / scale
+    return torch.where(inside, slope, torch.zeros_like(slope))
+
 
 class _MembraneSpike(torch.autograd.Function):
-    """``s = H(v - V_th)`` computed as the comparison ``v > V_th``; arctan surrogate in the backward pass."""
+    """``s = H(v - V_th)`` computed as the comparison ``v > V_th``; a surrogate in the backward pass.
+
+    ``surrogate``: ``"arctan"`` (snntorch's, at ``v - V_th``) or ``"tanh_window"``
+    (:func:`tanh_window_surrogate_grad`).
+    """
 
     @staticmethod
-    def forward(ctx, v: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, v: torch.Tensor, threshold: torch.Tensor, surrogate: str = "arctan") -> torch.Tensor:
         ctx.save_for_backward(v, threshold)
+        ctx.surrogate = surrogate
         return torch.gt(v, threshold).to(v.dtype)
 
     @staticmethod
     def backward(ctx, grad_spikes: torch.Tensor):
         v, threshold = ctx.saved_tensors
-        return grad_spikes * arctan_surrogate_grad(v - threshold, SURROGATE_ALPHA), None
+        if ctx.surrogate == "arctan":
+            return grad_spikes * arctan_surrogate_grad(v - threshold, SURROGATE_ALPHA), None, None
+        return grad_spikes * tanh_window_surrogate_grad(v, threshold), None, None
 
 
 class _MPBNTrainingSequence(torch.autograd.Function):
@@ -151,9 +216,23 @@ def _check_threshold(threshold, layer: str) -> float:
     return float(threshold)
 
 
-def _membrane_step(x_t: torch.Tensor, u: torch.Tensor, spikes: torch.Tensor, beta: float, threshold: float):
-    """``u_t = beta * u_{t-1} + x_t - V_th * s_{t-1}``: the exact operations both MPBN neurons run."""
-    return torch.sub(torch.add(x_t, u, alpha=beta), spikes, alpha=threshold)
+def _membrane_step(
+    x_t: torch.Tensor, u: torch.Tensor, spikes: torch.Tensor, beta: float, threshold: float, reset: str = "subtract"
+):
+    """The next raw membrane, with the exact operations both MPBN neurons run.
+
+    ``reset="subtract"``: ``u_t = beta * u_{t-1} + x_t - V_th * s_{t-1}``;
+    ``reset="zero"``: ``u_t = beta * u_{t-1} * (1 - s_{t-1}) + x_t``.
+    """
+    if reset == "subtract":
+        return torch.sub(torch.add(x_t, u, alpha=beta), spikes, alpha=threshold)
+    return torch.add(x_t, u * (1 - spikes), alpha=beta)
+
+
+def _check_choice(value, choices, argument: str, layer: str) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{layer}: {argument} must be one of {', '.join(repr(c) for c in choices)}, got {value!r}")
+    return value
 
 
 class MPBNLeaky(nn.Module):
@@ -166,24 +245,57 @@ class MPBNLeaky(nn.Module):
         num_features: number of channels C (dimension 2 of the input).
         beta: membrane decay per step, in [0, 1].
         threshold: firing threshold ``V_th`` (> 0), compared with the *normalised* membrane and
-            subtracted from the raw one at reset. Stored as a buffer, like
-            :class:`~snn_norm_lite.neurons.MultiStepLeaky`.
+            (with ``reset="subtract"``) subtracted from the raw one at reset. Stored as a
+            buffer, like :class:`~snn_norm_lite.neurons.MultiStepLeaky`.
         eps, momentum: of the membrane BatchNorm (``membrane_norm``).
+        reset: ``"subtract"`` (``- V_th * s_{t-1}``) or ``"zero"`` (``u * (1 - s_{t-1})``, hard).
+        surrogate: ``"arctan"`` (snntorch's) or ``"tanh_window"`` (the public MPBN code's).
+        detach_reset: when True the reset carries no gradient; when False the gradient also
+            flows through the spike in the reset term.
+
+    :meth:`official` builds the configuration of the public code (see the module docstring).
     """
 
     def __init__(
-        self, num_features: int, beta: float = 0.9, threshold: float = 1.0, eps: float = 1e-5, momentum: float = 0.1
+        self,
+        num_features: int,
+        beta: float = 0.9,
+        threshold: float = 1.0,
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+        reset: str = "subtract",
+        surrogate: str = "arctan",
+        detach_reset: bool = True,
     ):
         super().__init__()
         name = type(self).__name__
         self.num_features = check_positive_int(num_features, "num_features", name)
         self.beta = check_unit_interval(beta, "beta", name, closed_low=True)
         eps, momentum = check_eps_and_momentum(eps, momentum, name)
+        self.reset = _check_choice(reset, RESETS, "reset", name)
+        self.surrogate = _check_choice(surrogate, SURROGATES, "surrogate", name)
+        if not isinstance(detach_reset, bool):
+            raise TypeError(f"{name}: detach_reset must be a bool, got {type(detach_reset).__name__}")
+        self.detach_reset = detach_reset
         self.membrane_norm = nn.BatchNorm2d(num_features, eps=eps, momentum=momentum)
         self.register_buffer("threshold", torch.tensor(_check_threshold(threshold, name)))
 
+    @classmethod
+    def official(cls, num_features: int, eps: float = 1e-5, momentum: float = 0.1) -> "MPBNLeaky":
+        """The neuron of the public MPBN code: decay 0.25, fires at ``BN(u) > 0.5``, hard reset,
+        its tanh surrogate, gradient through the reset (``OFFICIAL_CONFIGURATION``)."""
+        return cls(num_features, eps=eps, momentum=momentum, **OFFICIAL_CONFIGURATION)
+
+    @property
+    def uses_fused_training(self) -> bool:
+        """True for the default options, which train through the fused sequence node."""
+        return self.reset == "subtract" and self.surrogate == "arctan" and self.detach_reset
+
     def extra_repr(self) -> str:
-        return f"{self.num_features}, beta={self.beta}, threshold={float(self.threshold):.4g}"
+        text = f"{self.num_features}, beta={self.beta}, threshold={float(self.threshold):.4g}"
+        if not self.uses_fused_training:
+            text += f", reset={self.reset!r}, surrogate={self.surrogate!r}, detach_reset={self.detach_reset}"
+        return text
 
     def membrane_affine(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The evaluation-mode BatchNorm as ``BN(u) = scale * u + shift`` (per channel, ``[C]`` each)."""
@@ -197,6 +309,8 @@ class MPBNLeaky(nn.Module):
         _check_sequence(x, self.num_features, bn.weight, name)
         if self.training:
             check_enough_values(x[0, :, 0].numel(), name)
+            if not self.uses_fused_training:
+                return self.forward_per_step(x)
             bn.num_batches_tracked.add_(x.shape[0])  # the BatchNorm runs once per step
             return _MPBNTrainingSequence.apply(
                 x, bn.weight, bn.bias, bn.running_mean, bn.running_var,
@@ -205,13 +319,39 @@ class MPBNLeaky(nn.Module):
         scale, shift = self.membrane_affine()
         channel_view = (self.num_features,) + (1,) * (x.dim() - 3)
         scale, shift = scale.view(channel_view), shift.view(channel_view)
+        return self._run(x, lambda u: u * scale + shift)  # two roundings, mul then add: what exact_fold reproduces
+
+    def forward_per_step(self, x: torch.Tensor) -> torch.Tensor:
+        """Training mode as a plain per-step autograd loop, for every option.
+
+        Each step: the membrane update (:func:`_membrane_step`), ``F.batch_norm`` with that
+        step's batch statistics (which also updates the running statistics), the spike with the
+        chosen surrogate. ``forward`` uses it for non-default options; with the default ones it
+        gives the fused node's spikes, gradients and running statistics.
+        """
+        name = type(self).__name__
+        bn = self.membrane_norm
+        _check_sequence(x, self.num_features, bn.weight, name)
+        check_enough_values(x[0, :, 0].numel(), name)
+        bn.num_batches_tracked.add_(x.shape[0])
+
+        def normalise(u):
+            return F.batch_norm(u, bn.running_mean, bn.running_var, bn.weight, bn.bias, True, bn.momentum, bn.eps)
+
+        return self._run(x, normalise)
+
+    def _run(self, x: torch.Tensor, normalise) -> torch.Tensor:
+        """The recurrence over T: membrane update, ``normalise``, spike (shared by both modes)."""
         threshold = self.threshold
         reset = float(threshold)
         spikes = []
         for t in range(x.shape[0]):
-            u = x[t] if t == 0 else _membrane_step(x[t], u, spikes[-1].detach(), self.beta, reset)
-            normalised = u * scale + shift  # two roundings, mul then add: what exact_fold reproduces
-            spikes.append(_MembraneSpike.apply(normalised, threshold))
+            if t == 0:
+                u = x[0]
+            else:
+                previous = spikes[-1].detach() if self.detach_reset else spikes[-1]
+                u = _membrane_step(x[t], u, previous, self.beta, reset, self.reset)
+            spikes.append(_MembraneSpike.apply(normalise(u), threshold, self.surrogate))
         return torch.stack(spikes)
 
     @torch.no_grad()
@@ -223,7 +363,31 @@ class MPBNLeaky(nn.Module):
         """
         scale, shift = self.membrane_affine()
         fire_threshold, fire_direction = exact_fold(scale, shift, self.threshold)
-        return FoldedMPBNLeaky(fire_threshold, fire_direction, beta=self.beta, threshold=float(self.threshold))
+        return FoldedMPBNLeaky(
+            fire_threshold, fire_direction, beta=self.beta, threshold=float(self.threshold), reset=self.reset
+        )
+
+
+def use_official_neurons(model: nn.Module) -> int:
+    """Replace every :class:`MPBNLeaky` in ``model`` by :meth:`MPBNLeaky.official` of the same width.
+
+    The new neurons start with a fresh membrane BatchNorm (gain 1, shift 0, running statistics
+    0 and 1), as a network built with them would; nothing random is drawn, so a seeded network
+    keeps every other weight. Returns how many were replaced (an error if none).
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"use_official_neurons: expected an nn.Module, got {type(model).__name__}")
+    replaced = 0
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, MPBNLeaky):
+                bn = child.membrane_norm
+                official = MPBNLeaky.official(child.num_features, eps=bn.eps, momentum=bn.momentum)
+                setattr(module, name, official.to(device=bn.weight.device, dtype=bn.weight.dtype).train(child.training))
+                replaced += 1
+    if replaced == 0:
+        raise ValueError("use_official_neurons: the model has no MPBNLeaky neuron (build it with norm 'mpbn')")
+    return replaced
 
 
 def fold_formula(neuron: MPBNLeaky) -> tuple[torch.Tensor, torch.Tensor]:
@@ -317,7 +481,8 @@ def exact_fold(scale: torch.Tensor, shift: torch.Tensor, threshold: torch.Tensor
 class FoldedMPBNLeaky(nn.Module):
     """MPBN's neuron after folding: LIF neurons with one firing threshold and direction per channel.
 
-    ``u_t = beta * u_{t-1} + x_t - V_th * s_{t-1}`` (the raw membrane, reset by ``V_th``) and
+    ``u_t = beta * u_{t-1} + x_t - V_th * s_{t-1}`` (the raw membrane, reset by ``V_th``; with
+    ``reset="zero"``, ``u_t = beta * u_{t-1} * (1 - s_{t-1}) + x_t``) and
     ``s_t = H(u_t - V~_c)`` for ``fire_direction[c] = +1`` or ``s_t = H(V~_c - u_t)`` for ``-1``
     (``V~ = fire_threshold``, possibly ``+-inf`` for channels that never or always fire). Built
     by :meth:`MPBNLeaky.fold`; equal, spike for spike, to the evaluation-mode ``MPBNLeaky`` it
@@ -329,11 +494,20 @@ class FoldedMPBNLeaky(nn.Module):
         fire_direction: ``[C]`` of +1 (fire above ``V~``) or -1 (fire below).
         beta: membrane decay per step.
         threshold: the reset ``V_th`` subtracted from the raw membrane after a spike.
+        reset: ``"subtract"`` or ``"zero"``, as the neuron it was folded from.
     """
 
-    def __init__(self, fire_threshold: torch.Tensor, fire_direction: torch.Tensor, beta: float, threshold: float):
+    def __init__(
+        self,
+        fire_threshold: torch.Tensor,
+        fire_direction: torch.Tensor,
+        beta: float,
+        threshold: float,
+        reset: str = "subtract",
+    ):
         super().__init__()
         name = type(self).__name__
+        self.reset = _check_choice(reset, RESETS, "reset", name)
         if fire_threshold.dim() != 1 or fire_direction.shape != fire_threshold.shape:
             raise ValueError(
                 f"{name}: fire_threshold and fire_direction must be 1-D of the same length, got shapes "
@@ -349,7 +523,10 @@ class FoldedMPBNLeaky(nn.Module):
 
     def extra_repr(self) -> str:
         below = int((self.fire_direction < 0).sum())
-        return f"{self.num_features}, beta={self.beta}, threshold={float(self.threshold):.4g}, channels_firing_below={below}"
+        return (
+            f"{self.num_features}, beta={self.beta}, threshold={float(self.threshold):.4g}, reset={self.reset!r}, "
+            f"channels_firing_below={below}"
+        )
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -364,9 +541,13 @@ class FoldedMPBNLeaky(nn.Module):
         u = x[0].clone()
         signed = None if all_above else torch.empty_like(u)
         for t in range(x.shape[0]):
-            if t > 0:
-                torch.add(x[t], u, alpha=self.beta, out=u)  # the operations of _membrane_step, in place
-                u.sub_(spikes[t - 1], alpha=reset)
+            if t > 0:  # the operations of _membrane_step, in place
+                if self.reset == "subtract":
+                    torch.add(x[t], u, alpha=self.beta, out=u)
+                    u.sub_(spikes[t - 1], alpha=reset)
+                else:
+                    u.mul_(1 - spikes[t - 1])
+                    torch.add(x[t], u, alpha=self.beta, out=u)
             if all_above:
                 torch.gt(u, signed_threshold, out=spikes[t])
             else:  # -u > -V~ is exactly u < V~

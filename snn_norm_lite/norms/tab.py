@@ -25,7 +25,8 @@ running window sums (a graph-carrying state, not a buffer), starts a new window 
 clears it after ``t=num_steps-1``, and raises if steps arrive out of order (or with another
 batch shape). Both paths give the same outputs, gradients and running statistics.
 
-Cost. The public code runs one BatchNorm over the growing window ``x[0..t]`` at every step:
+Cost. The public code (https://github.com/HaiyanJiang/SNN-TAB, ``models.py``, ``TAB_Layer``)
+runs one BatchNorm over the growing window ``x[0..t]`` at every step:
 O(T^2) work. The window statistics follow from per-step ones by cumulative sums
 (:func:`window_statistics`), so here all T steps cost one pass over the data, like BNTT.
 Numerics: cumulative sums of ``x`` and ``x^2`` cancel catastrophically when the mean is large

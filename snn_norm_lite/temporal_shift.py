@@ -1,0 +1,57 @@
+"""Measures of temporal covariate shift, computed from per-step statistics.
+
+Both functions take what :func:`snn_norm_lite.probes.per_step_statistics` returns (tensors
+``[L, T]`` per layer and time step) and return one number per layer:
+
+* :func:`step_variance_ratio`: how far the variance of step ``t`` is from the late steps,
+  ``var_t / mean(var_s for s >= late_from)``; 1 means no shift, values far below 1 mean the
+  layer's input has hardly started at step ``t``.
+* :func:`step_mean_offset`: how far the mean of step ``t`` is from the layer's mean over all
+  steps, ``|mean_t - mean(mean_s for all s)|``. Measuring from the layer's own average (and
+  not from 0) ignores a shift that moves every step alike, such as BatchNorm's learned bias.
+
+The term *temporal covariate shift* is from Jiang et al. (TAB, ICLR 2024).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def _per_step(statistics: dict, key: str, caller: str) -> torch.Tensor:
+    if not isinstance(statistics, dict) or key not in statistics:
+        raise TypeError(
+            f"{caller}: expected the dict of probes.per_step_statistics (with {key!r}), got {type(statistics).__name__}"
+        )
+    values = statistics[key]
+    if not isinstance(values, torch.Tensor) or values.dim() != 2:
+        shape = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
+        raise ValueError(f"{caller}: {key!r} must be a tensor [layers, steps], got {shape}")
+    return values
+
+
+def _check_step(step: int, steps: int, name: str, caller: str) -> None:
+    if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step < steps:
+        raise ValueError(f"{caller}: {name} must be an int in 0..{steps - 1}, got {step!r}")
+
+
+def step_variance_ratio(statistics: dict, step: int = 0, late_from: int = 3) -> torch.Tensor:
+    """Per layer: ``var_step / mean(var_s for s >= late_from)`` of the input current, shape ``[L]``."""
+    variance = _per_step(statistics, "current_var", "step_variance_ratio")
+    steps = variance.shape[1]
+    _check_step(step, steps, "step", "step_variance_ratio")
+    _check_step(late_from, steps, "late_from", "step_variance_ratio")
+    return variance[:, step] / variance[:, late_from:].mean(dim=1)
+
+
+def step_mean_offset(statistics: dict, step: int | None = 0) -> torch.Tensor:
+    """Per layer: ``|mean_step - mean over all steps|`` of the input current, shape ``[L]``.
+
+    ``step=None`` gives, per layer, the largest offset of any step.
+    """
+    mean = _per_step(statistics, "current_mean", "step_mean_offset")
+    offsets = (mean - mean.mean(dim=1, keepdim=True)).abs()
+    if step is None:
+        return offsets.max(dim=1).values
+    _check_step(step, mean.shape[1], "step", "step_mean_offset")
+    return offsets[:, step]

@@ -1,0 +1,256 @@
+"""The side-by-side comparison of every method (chapter 12): rows, results, measured properties."""
+
+import copy
+import json
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import pytest
+import torch
+
+from snn_norm_lite import comparison, experiments, plots
+from snn_norm_lite.__main__ import main
+from snn_norm_lite.ahsar import AHSAR
+from snn_norm_lite.comparison import (
+    STATISTICS,
+    compare_methods,
+    comparison_config,
+    measure_properties,
+    method_rows,
+    same_map_at_every_step,
+    validation_accuracy_by_depth,
+)
+from snn_norm_lite.data import load_digits
+from snn_norm_lite.experiments import TrainConfig, build_model
+from snn_norm_lite.norms import available_norms
+from snn_norm_lite.training import seed_everything
+
+TINY = TrainConfig(depth=1, width=4, num_steps=2, epochs=1)
+
+
+def test_every_registered_method_has_its_statistics_described():
+    assert set(STATISTICS) == set(available_norms())
+    for facts in STATISTICS.values():
+        assert set(facts) == {"training", "evaluation", "inference"}
+
+
+def test_rows_state_each_neuron_and_the_ahsar_rows():
+    rows = method_rows(ahsar_on=("bn", "none"), config=TrainConfig(beta=0.9, threshold=1.0))
+    labels = [row.label for row in rows]
+    assert labels == available_norms() + ["bn+ahsar", "none+ahsar"]
+    by_label = {row.label: row for row in rows}
+    assert by_label["ei"].beta == experiments.PAPER_NEURONS["ei"]["beta"] == 0.5
+    assert all(row.beta == 0.9 and row.threshold == 1.0 for row in rows if row.norm != "ei")
+    assert by_label["bn+ahsar"].ahsar and by_label["bn+ahsar"].norm == "bn"
+    assert by_label["ei"].neuron == "LIF, beta 0.5, V_th 1"
+    assert by_label["none+ahsar"].neuron.endswith("+ AHSAR")
+    assert "AHSAR" in by_label["bn+ahsar"].statistics()["training"]
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(norms=["nope"]), "unknown method"),
+        (dict(ahsar_on=["nope"]), "unknown method"),
+        (dict(norms=["bn", "bn"]), "appears twice"),
+        (dict(overrides={"ei": {"depth": 3}}), "only beta and threshold"),
+    ],
+)
+def test_rows_reject_bad_input(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        method_rows(**kwargs)
+
+
+def test_the_comparison_budget():
+    config = comparison_config()
+    assert (config.depth, config.width, config.num_steps, config.epochs) == (6, 16, 4, 6)
+    assert (config.batch_size, config.lr, config.beta, config.threshold) == (64, 1e-3, 0.9, 1.0)
+    assert comparison_config(epochs=2).epochs == 2
+
+
+@pytest.fixture(scope="module")
+def small_comparison():
+    return compare_methods(["none", "bn", "ei"], seeds=(0, 1, 2), config=TINY, ahsar_on=("none",), keep_models=True)
+
+
+def test_compare_methods_runs_every_row_on_every_seed(small_comparison):
+    result, trained = small_comparison
+    assert result.labels == ["none", "bn", "ei", "none+ahsar"]
+    assert result.num_test == 360 and result.seeds == [0, 1, 2]
+    for label in result.labels:
+        assert result.summary(label).n == 3 and result.val_accuracy[label].n == 3
+        assert len(result.histories[label]) == 3 and len(result.rates[label][0]) == TINY.depth
+        assert 0 <= result.mean_accuracy(label) <= 100
+    assert result.accuracy["bn"] == list(result.test_accuracy["bn"].values)
+    assert float(trained["ei"][0].neurons()[0].beta) == 0.5  # the E-I row keeps its paper's neuron
+    assert float(trained["bn"][0].neurons()[0].beta) == 0.9
+    assert trained["bn"][1] is None and isinstance(trained["none+ahsar"][1], AHSAR)
+    assert trained["none+ahsar"][1].attached
+    assert result.best() in result.not_resolved_from_best()
+    table = result.table()
+    assert all(label in table for label in result.labels) and "one test image = 0.28" in table
+    assert json.loads(result.to_json())["rows"][2]["beta"] == 0.5
+    with pytest.raises(ValueError, match="no row"):
+        result.summary("tab")
+
+
+def test_rows_match_the_single_runs_they_stand_for(small_comparison):
+    result, _ = small_comparison
+    split = load_digits()
+    _, history = experiments.train_once("snn", "bn", 1, TINY, split)
+    assert result.accuracy["bn"][1] == history.final_test_accuracy
+    run = experiments.train_with_controller("none", 1, TINY, split, AHSAR())
+    assert result.accuracy["none+ahsar"][1] == run.history.final_test_accuracy
+    assert result.thresholds["none+ahsar"][1] == [float(layer.threshold) for layer in run.model.neurons()]
+    assert result.threshold_history["none+ahsar"][1] == run.thresholds
+    assert len(run.thresholds) == TINY.epochs + 1 and set(result.threshold_history) == {"none+ahsar"}
+
+
+def test_validation_pilot_never_builds_a_test_loader(monkeypatch):
+    from snn_norm_lite import training
+
+    calls = []
+    original = training.fit
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("test_loader"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(training, "fit", spy)
+    result = validation_accuracy_by_depth((1, 2), "none", seeds=(0, 1, 2), config=TINY)
+    assert list(result) == [1, 2] and all(s.n == 3 for s in result.values())
+    assert calls == [None] * 6
+    with pytest.raises(ValueError, match="at least one depth"):
+        validation_accuracy_by_depth((), config=TINY)
+
+
+def _warmed(norm, **config):
+    """A small reference SNN after a few training-mode passes (running statistics that differ per step)."""
+    seed_everything(0)
+    model = build_model("snn", norm, TrainConfig(depth=2, width=4, num_steps=4, **config))
+    x = load_digits().x_train[:32]
+    with torch.no_grad():
+        for i in range(3):
+            model(x * (1 + i))
+    return model
+
+
+@pytest.mark.parametrize(
+    "norm, causal_training, batch_dependent_training, same_map",
+    [
+        ("none", True, False, None),
+        ("bn", False, True, True),
+        ("tdbn", False, True, True),
+        ("bntt", True, True, False),
+        ("tab", True, True, False),
+        ("mpbn", False, True, True),  # the time-merged BatchNorm after each convolution is not causal
+        ("homeostatic", True, True, False),
+        ("ei", True, False, None),
+    ],
+)
+def test_measured_properties(norm, causal_training, batch_dependent_training, same_map):
+    model = _warmed(norm)
+    before = copy.deepcopy(model.state_dict())
+    properties = measure_properties(model, load_digits().x_val[:16])
+    assert properties == {
+        "causal_training": causal_training,
+        "batch_dependent_training": batch_dependent_training,
+        "causal_evaluation": True,
+        "batch_dependent_evaluation": False,
+        "same_map_every_step": same_map,
+    }
+    after = model.state_dict()
+    assert all(torch.equal(before[k], v) if torch.is_tensor(v) else before[k] == v for k, v in after.items())
+
+
+def test_tebn_is_a_different_map_per_step_once_its_scales_differ():
+    model = _warmed("tebn")
+    x = load_digits().x_val[:8]
+    assert same_map_at_every_step(model, x)  # p_t all 1 at initialisation
+    with torch.no_grad():
+        model.blocks[0].norm.time_weight[1] = 2.0
+    assert not same_map_at_every_step(model, x)
+
+
+def test_batch_free_homeostatic_layer_is_measured_batch_free():
+    model = _warmed("homeostatic")
+    experiments.set_batch_free(model, True)
+    properties = measure_properties(model, load_digits().x_val[:16])
+    assert properties["batch_dependent_training"] is False and properties["causal_training"] is True
+
+
+def test_measured_properties_restore_an_attached_controller():
+    model = _warmed("none")
+    controller = AHSAR().attach(model)
+    x = load_digits().x_val[:16]
+    with torch.no_grad():
+        model.train()
+        model(x)  # one regulated pass: the controller has state
+    state = controller.state_dict()
+    properties = measure_properties(model, x, controller)
+    assert properties["causal_training"] and not properties["batch_dependent_training"]
+    after = controller.state_dict()
+    assert after["passes"] == state["passes"] and torch.equal(after["scales"], state["scales"])
+
+
+def test_measure_properties_rejects_bad_input():
+    model = _warmed("bn")
+    with pytest.raises(ValueError, match="static images"):
+        measure_properties(model, torch.zeros(1, 1, 8, 8))
+    with pytest.raises(ValueError, match="split_step"):
+        measure_properties(model, torch.zeros(4, 1, 8, 8), split_step=4)
+    seed_everything(0)
+    fresh = build_model("snn", "ei", TrainConfig(depth=1, width=4, num_steps=2))
+    with pytest.raises(ValueError, match="not initialised"):
+        measure_properties(fresh, load_digits().x_val[:4])
+
+
+def test_comparison_figure(small_comparison):
+    result, _ = small_comparison
+    figure = plots.method_comparison(result, highlight=["bn", "none+ahsar"])
+    assert len(figure.axes) == 3
+    assert len(figure.axes[1].lines) == 3  # two rows and the chance line
+    plt.close(figure)
+    with pytest.raises(ValueError, match="no row"):
+        plots.method_comparison(result, highlight=["tab"])
+    assert plt.get_fignums() == []
+
+
+def test_command_line_compare(capsys):
+    code = main(["compare", "--norms", "none,bn", "--ahsar", "bn", "--depth", "1", "--width", "4", "--epochs", "1",
+                 "--steps", "2", "--seeds", "3", "--json"])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert [row["label"] for row in result["rows"]] == ["none", "bn", "bn+ahsar"]
+    assert len(result["test_accuracy"]["bn+ahsar"]["seeds"]) == 3
+
+
+def test_command_line_compare_reports_bad_rows(capsys):
+    assert main(["compare", "--norms", "bn,bn", "--depth", "1", "--width", "4", "--epochs", "1", "--steps", "2"]) == 2
+    assert "appears twice" in capsys.readouterr().err
+
+
+def test_experiments_re_exports_the_comparison():
+    assert experiments.compare_methods is comparison.compare_methods
+    assert experiments.MethodComparison is comparison.MethodComparison
+
+
+def test_running_variance_ratio():
+    model = _warmed("bn")
+    x = load_digits().x_val[:64]
+    ratios = comparison.running_variance_ratio(model, x)
+    assert len(ratios) == 2 and all(r > 0 for r in ratios)
+    # After many passes on the same images the running variance matches the actual one
+    # (up to the unbiased correction of a large sample).
+    with torch.no_grad():
+        for norm in (block.norm for block in model.blocks):
+            norm.momentum = 1.0
+        model.train()
+        model(x)
+    assert comparison.running_variance_ratio(model, x)[0] == pytest.approx(1.0, rel=1e-2)
+    assert all(r != r for r in comparison.running_variance_ratio(_warmed("none"), x))  # nan: no running_var
+    with pytest.raises(TypeError, match="no blocks"):
+        comparison.running_variance_ratio(torch.nn.Linear(2, 2), x)
