@@ -69,8 +69,9 @@ def current_scale(model: nn.Module, x: torch.Tensor, train_mode: bool = False) -
 
     ``I_l`` is what the layer's neurons receive (after the normaliser, if any); the standard
     deviation is taken over all its elements (steps, samples, channels, positions). The model
-    runs once on ``x`` in evaluation mode (``train_mode=True``: training mode, so normalisers
-    use the batch's statistics) and is not changed.
+    runs once on ``x`` in evaluation mode, which changes nothing. With ``train_mode=True`` it
+    runs in training mode, so normalisers use the batch's statistics and, as in a training
+    step, move their running ones; :func:`layer_profile` measures a copy instead.
     """
     check_floating(x, "current_scale")
     stats = per_step_statistics(model, x, train_mode=train_mode)
@@ -87,8 +88,7 @@ def layer_profile(model: nn.Module, x: torch.Tensor) -> dict[str, list[float]]:
     ``{"scale": [std(I_l) / V_th], "rate": [firing rate]}``, measured on a copy of the model in
     training mode (normalisers use the statistics of ``x``; the model itself is not changed).
     """
-    probe = copy.deepcopy(model)
-    scale = current_scale(probe, x, train_mode=True)
+    scale = current_scale(copy.deepcopy(model), x, train_mode=True)
     rate = firing_rates(copy.deepcopy(model), x, train_mode=True)
     return {"scale": scale.tolist(), "rate": rate.tolist()}
 
