@@ -6,3 +6,5 @@ together for the chapters and the command line (``python -m snn_norm_lite``).
 """
 
 __version__ = "0.1.0"
+
+from . import models  # noqa: E402,F401  (completes the registry: norms/ registers the layers, models the E-I network)

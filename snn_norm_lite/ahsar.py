@@ -62,6 +62,7 @@ averages all calls.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import torch
@@ -438,3 +439,83 @@ def _number(value, name: str) -> float:
     if not math.isfinite(value):
         raise ValueError(f"AHSAR: {name} must be finite, got {value}")
     return float(value)
+
+
+# -- training runs regulated by a controller (chapter 11 and the comparison) -----------------
+
+
+@dataclass
+class ControlledRun:
+    """One SNN training run, with or without an AHSAR controller, and its activity per epoch."""
+
+    model: nn.Module
+    history: object  # training.History
+    rates: list[list[float]]  # per epoch (index 0: before training): firing rate of each layer
+    thresholds: list[list[float]]  # per epoch (index 0: before training): threshold of each layer
+    controller: object | None  # the (still attached) AHSAR controller, or None
+
+
+def train_with_controller(norm: str, seed: int, config, split=None, controller=None, probe_samples: int = 256) -> ControlledRun:
+    """Train the reference SNN as :func:`~snn_norm_lite.experiments.train_once` does, optionally
+    regulated by ``controller``.
+
+    ``controller`` (e.g. ``AHSAR(...)``, not attached) is attached to the freshly built model
+    before training and its ``on_epoch`` runs after every epoch. Before training and after every
+    epoch the firing rate of each layer is measured on the first ``probe_samples`` validation
+    images (evaluation mode), together with the thresholds the layers hold. The controller's
+    slow loop reads the validation accuracy only; the test accuracy is measured once, after
+    training. The controller is left attached, so the returned model keeps the thresholds it
+    trained with.
+    """
+    from .data import load_dataset
+    from .experiments import train_once
+    from .probes import firing_rates
+
+    split = load_dataset(config.dataset) if split is None else split
+    probe_x = split.x_val[:probe_samples]
+    rates, thresholds = [], []
+
+    def measure(model):
+        rates.append(firing_rates(model, probe_x).tolist())
+        thresholds.append([float(layer.threshold) for layer in find_spiking_layers(model)])
+
+    def prepare(model):
+        if controller is not None:
+            controller.attach(model)
+        measure(model)
+
+    def on_epoch(model, history):
+        if controller is not None:
+            controller.on_epoch(model, history)
+        measure(model)
+
+    model, history = train_once("snn", norm, seed, config, split, prepare=prepare, on_epoch=on_epoch)
+    return ControlledRun(model, history, rates, thresholds, controller)
+
+
+def controller_fast_loop(model: torch.nn.Module, controller, x: torch.Tensor, passes: int = 30, batch_size: int = 64,
+                         seed: int = 0) -> dict:
+    """Run only AHSAR's fast loop: ``passes`` training-mode forward passes, no gradient, no optimiser.
+
+    Each pass takes a seeded random batch of ``batch_size`` rows of ``x``. Attaches
+    ``controller`` to ``model``, and detaches it at the end (thresholds restored). Returns
+    ``rate`` and ``threshold``, each a list over passes of per-layer lists: the rate a pass
+    measured and the threshold it ran with.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    layers = find_spiking_layers(model)
+    controller.attach(model)
+    rates, thresholds = [], []
+    was_training = model.training
+    model.train()
+    try:
+        with torch.no_grad():
+            for _ in range(passes):
+                batch = x[torch.randint(0, len(x), (batch_size,), generator=generator)]
+                model(batch)  # the controller writes the thresholds at the start of the pass
+                thresholds.append([float(layer.threshold) for layer in layers])
+                rates.append(controller.last_rates.tolist())
+    finally:
+        model.train(was_training)
+        controller.detach()
+    return {"rate": rates, "threshold": thresholds}

@@ -6,7 +6,7 @@ A *row* of the comparison is one method trained on the reference spiking network
 regulates its thresholds while it trains. Every row shares the architecture (depth, width,
 T), the optimiser (Adam, learning rate, batch size, epochs), the data split and the seeds.
 The only neuron that differs is the E-I network's: it keeps its paper's neuron (tau = 2, so
-``beta = 0.5``; ``experiments.PAPER_NEURONS``).
+``beta = 0.5``; ``PAPER_NEURONS``).
 
 Each row is trained once per seed; the result holds per-seed validation curves, the test
 accuracy measured once after training, and the per-layer firing rates of the trained networks
@@ -49,6 +49,9 @@ from .training import History
 # enough for 11 rows x 3 seeds on two CPU cores, deep enough (on validation data) that the
 # network without normalisation does not train.
 COMPARISON_DEPTH, COMPARISON_WIDTH, COMPARISON_STEPS, COMPARISON_EPOCHS = 6, 16, 4, 6
+
+# Rows that keep their paper's neuron: the E-I paper's LIF has tau = 2, so beta = 1 - 1/tau.
+PAPER_NEURONS: dict[str, dict[str, float]] = {"ei": {"beta": 0.5}}
 
 # What each method normalises with, as implemented in this package (registry name -> text).
 STATISTICS: dict[str, dict[str, str]] = {
@@ -141,9 +144,9 @@ def method_rows(
     each name of ``ahsar_on`` again with an AHSAR controller (label ``"<name>+ahsar"``).
 
     A row's neuron is ``config``'s ``beta`` and ``threshold`` unless ``overrides`` (default
-    ``experiments.PAPER_NEURONS``) changes them for that name.
+    ``PAPER_NEURONS``) changes them for that name.
     """
-    from .experiments import PAPER_NEURONS, TrainConfig
+    from .experiments import TrainConfig
 
     config = TrainConfig() if config is None else config
     overrides = PAPER_NEURONS if overrides is None else overrides
@@ -292,7 +295,7 @@ def compare_methods(
     """Train the reference SNN once per row and seed on the same data; return a :class:`MethodComparison`.
 
     ``norms=None`` takes every registered name; ``ahsar_on`` adds a row per name regulated by
-    ``ahsar.AHSAR(**ahsar_config)`` (trained with ``experiments.train_with_controller``, whose
+    ``ahsar.AHSAR(**ahsar_config)`` (trained with ``ahsar.train_with_controller``, whose
     slow loop reads validation accuracy only). ``overrides`` (default ``PAPER_NEURONS``: the E-I
     network keeps its paper's neuron, beta = 0.5) changes a row's neuron. Every other row
     trains with ``config`` (default: :func:`experiments.TrainConfig`'s defaults).
@@ -301,8 +304,8 @@ def compare_methods(
     seed's ``(model, controller)``: the trained network and, for a regulated row, its AHSAR
     controller, still attached (None otherwise).
     """
-    from .ahsar import AHSAR
-    from .experiments import TrainConfig, train_once, train_with_controller
+    from .ahsar import AHSAR, train_with_controller
+    from .experiments import TrainConfig, train_once
 
     config = TrainConfig() if config is None else config
     seeds = list(seeds)
@@ -341,10 +344,9 @@ def validation_accuracy_by_depth(
     """Final **validation** accuracy of the reference SNN with ``norm`` at each depth, over seeds.
 
     A pilot for choosing the comparison's depth: it trains with ``config`` (depth replaced)
-    and never builds a test loader, so nothing in it can read the test set.
+    with ``measure_test=False``: the test set is never evaluated, so nothing in it can read it.
     """
-    from .experiments import TrainConfig, build_model
-    from .training import fit, seed_everything
+    from .experiments import TrainConfig, train_once
 
     config = TrainConfig() if config is None else config
     depths, seeds = list(depths), list(seeds)
@@ -354,14 +356,9 @@ def validation_accuracy_by_depth(
     result = {}
     for depth in depths:
         run_config = TrainConfig(**{**asdict(config), "depth": depth})
-        values = []
-        for seed in seeds:
-            seed_everything(seed)
-            model = build_model("snn", norm, run_config, in_channels=split.image_shape[0], image_size=split.image_shape[1])
-            train_loader, val_loader, _ = split.loaders(run_config.batch_size, seed=seed)
-            history = fit(model, train_loader, val_loader, epochs=run_config.epochs, lr=run_config.lr,
-                          device=run_config.device, progress=False)
-            values.append(history.final_val_accuracy)
+        values = [
+            train_once("snn", norm, seed, run_config, split, measure_test=False)[1].final_val_accuracy for seed in seeds
+        ]
         result[depth] = Summary.of(values)
     return result
 

@@ -218,3 +218,11 @@ def synthetic_channel_batch(
     means = torch.linspace(shift[0], shift[1], channels, dtype=dtype).view(1, channels, 1, 1)
     stds = torch.linspace(scale[0], scale[1], channels, dtype=dtype).view(1, channels, 1, 1)
     return torch.randn(batch, channels, size, size, generator=generator, dtype=dtype) * stds + means
+
+
+def noisy_images(x: torch.Tensor, sigma: float, seed: int = 0) -> torch.Tensor:
+    """``x`` plus seeded Gaussian noise of standard deviation ``sigma``, clamped to [0, 1]."""
+    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or sigma < 0:
+        raise ValueError(f"noisy_images: sigma must be a non-negative number, got {sigma!r}")
+    generator = torch.Generator().manual_seed(seed)
+    return (x + sigma * torch.randn(x.shape, generator=generator, dtype=x.dtype)).clamp(0.0, 1.0)

@@ -33,3 +33,31 @@ def exit_step(val_accuracy_by_steps: Sequence[Sequence[float]] | torch.Tensor, t
     mean = accuracy.mean(dim=0)
     good_enough = (mean >= mean[-1] - tolerance).nonzero()
     return int(good_enough[0]) + 1
+
+
+@torch.no_grad()
+def accuracy_by_steps(model, x: torch.Tensor, y: torch.Tensor) -> list[float]:
+    """Accuracy (%) on ``(x, y)`` of a reference SNN when it stops after k steps, for k = 1 .. T.
+
+    Pass validation images for anything that chooses (e.g. where to exit early) and test
+    images only for the final report. Runs the model once in evaluation mode, records the
+    read-out of every step (a hook on ``model.readout``, output ``[T, B, classes]``) and
+    classifies with the mean over the first k steps. In evaluation every layer of the reference
+    SNN is causal (LIF neurons, and normalisers with fixed per-step or shared statistics), so
+    this equals running only k steps.
+    """
+    records = []
+    handle = model.readout.register_forward_hook(lambda module, inputs, output: records.append(output.detach()))
+    was_training = model.training
+    model.eval()
+    try:
+        model(x)
+    finally:
+        handle.remove()
+        model.train(was_training)
+    per_step = records[0]
+    if per_step.dim() != 3:
+        raise ValueError(f"accuracy_by_steps: expected a per-step read-out [T, B, classes], got {tuple(per_step.shape)}")
+    steps = torch.arange(1, per_step.shape[0] + 1, dtype=per_step.dtype).view(-1, 1, 1)
+    cumulative = per_step.cumsum(dim=0) / steps
+    return [100.0 * (logits.argmax(dim=1) == y).float().mean().item() for logits in cumulative]

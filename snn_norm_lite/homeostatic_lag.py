@@ -298,7 +298,8 @@ def batch_free_cost(
     (:func:`noise_floor`); a warm start runs :func:`warm_up_state` on its own loader first.
     Nothing reads the test set before the last epoch: ``fit`` measures it once, at the end.
     """
-    from .experiments import TrainConfig, build_model, set_batch_free
+    from .experiments import TrainConfig, build_model
+    from .norms import set_batch_free
 
     config = TrainConfig() if config is None else config
     seeds = list(seeds)
@@ -359,3 +360,58 @@ def batch_free_cost(
         config=asdict(config),
         num_test=len(split.y_test),
     )
+
+
+@dataclass
+class WarmupAgreement:
+    """How closely a normaliser matches BatchNorm after a number of warm-up batches."""
+
+    warmup: list[int]
+    mean_abs_difference: list[float]  # mean |y - y_BN| on fresh batches (y: the state; y_BN: batch statistics)
+    max_channel_mean: list[float]  # max over channels of |mean of y|
+    max_channel_std_error: list[float]  # max over channels of |std of y - 1|
+
+
+def homeostatic_warmup(
+    checkpoints: Sequence[int] = (0, 5, 10, 20, 50, 100, 200),
+    momentum: float = 0.1,
+    channels: int = 16,
+    batch: int = 256,
+    size: int = 8,
+    fresh_batches: int = 5,
+    seed: int = 0,
+) -> WarmupAgreement:
+    """Warm up a HomeostaticNorm and a BatchNorm2d on the same stationary synthetic batches and
+    measure, at each checkpoint, how the homeostatic state compares with BatchNorm on fresh batches.
+
+    ``y`` is the homeostatic layer's output from its state (evaluation mode: what inference uses,
+    and what batch-free training uses; the state is the same in both modes), ``y_BN`` BatchNorm's
+    training-mode output, normalised with each fresh batch's own statistics."""
+    from .data import synthetic_channel_batch
+
+    if list(checkpoints) != sorted(checkpoints):
+        raise ValueError("homeostatic_warmup: checkpoints must be increasing")
+    generator = torch.Generator().manual_seed(seed)
+    norm, reference = HomeostaticNorm(channels, momentum=momentum), torch.nn.BatchNorm2d(channels, momentum=momentum)
+    result = WarmupAgreement(list(checkpoints), [], [], [])
+    seen = 0
+    with torch.no_grad():
+        for checkpoint in checkpoints:
+            while seen < checkpoint:
+                x = synthetic_channel_batch(generator, batch, channels, size)
+                norm(x)
+                reference(x)
+                seen += 1
+            # Fresh batches are measured on copies, so the measurement does not warm anything up.
+            probe, probe_reference = copy.deepcopy(norm).eval(), copy.deepcopy(reference)
+            differences, means, stds = [], [], []
+            for _ in range(fresh_batches):
+                x = synthetic_channel_batch(generator, batch, channels, size)
+                y = probe(x)
+                differences.append((y - probe_reference(x)).abs().mean().item())
+                means.append(y.mean(dim=(0, 2, 3)).abs().max().item())
+                stds.append((y.std(dim=(0, 2, 3)) - 1).abs().max().item())
+            result.mean_abs_difference.append(max(differences))
+            result.max_channel_mean.append(max(means))
+            result.max_channel_std_error.append(max(stds))
+    return result

@@ -549,3 +549,55 @@ def straight_through_gradient_gap(model: nn.Module, x: torch.Tensor, y: torch.Te
         for layer, flag in zip(layers, flags):
             layer.straight_through = flag
     return max((a - b).abs().max().item() for a, b in zip(*gradients))
+
+
+@torch.no_grad()
+def ei_current_at_init(
+    rate: float,
+    ei_ratio: int = 4,
+    channels: int = 32,
+    batch: int = 64,
+    num_steps: int = 4,
+    size: int = 8,
+    seed: int = 0,
+) -> torch.Tensor:
+    """Integrated current ``I`` of a freshly E-I-initialised convolutional circuit on spikes.
+
+    Builds ``EIConv2d(channels, channels, 3, padding=1, ei_ratio=ei_ratio)`` (the block of the
+    reference E-I network), runs E-I Init on one batch of Bernoulli(``rate``) spike trains
+    ``[num_steps, batch, channels, size, size]`` and returns the current it produces on a
+    second, independent batch drawn the same way (same shape). Everything is seeded by ``seed``.
+    """
+    if not 0 < rate <= 1:
+        raise ValueError(f"ei_current_at_init: rate must be in (0, 1], got {rate!r}")
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    layer = EIConv2d(channels, channels, 3, ei_ratio=ei_ratio, padding=1)
+    shape = (num_steps, batch, channels, size, size)
+    layer.ei_init(torch.bernoulli(torch.full(shape, float(rate)), generator=generator))
+    return layer(torch.bernoulli(torch.full(shape, float(rate)), generator=generator))
+
+
+@torch.no_grad()
+def replace_ei_init_with_default(model) -> int:
+    """The "no E-I Init" ablation: give every E-I circuit a generic initialisation instead.
+
+    Each circuit of ``model`` gets PyTorch's default initialisation of a convolution or linear
+    layer (Kaiming uniform, ``a = sqrt(5)``) for ``W_EE``, ``W_IE`` and ``W_EI``, projected onto
+    Dale's law (negative weights set to 0), with ``g_I = g_E = 1`` and ``b_E = 0``; its
+    ``auto_init`` is switched off and it is marked initialised, so the data-dependent E-I Init
+    never runs. Returns the number of circuits changed (an error if there are none).
+    """
+    layers = circuits(model)
+    if not layers:
+        raise ValueError("replace_ei_init_with_default: the model has no E-I circuits (build it with 'ei')")
+    for layer in layers:
+        for weight in (layer.weight_ee, layer.weight_ie, layer.weight_ei):
+            torch.nn.init.kaiming_uniform_(weight, a=math.sqrt(5))
+        if not layer.output:
+            layer.gain_i.fill_(1.0)
+            layer.gain_e.fill_(1.0)
+            layer.bias_e.zero_()
+        layer.auto_init, layer.initialised = False, True
+    enforce_dale(model)
+    return len(layers)

@@ -41,6 +41,7 @@ deviation ``V_th``.
 from __future__ import annotations
 
 import copy
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -162,3 +163,32 @@ def threshold_scaled_init_(model: nn.Module, x: torch.Tensor, gain: float = 1.0)
             block.conv.bias.mul_(factor)
         factors.append(factor)
     return factors
+
+
+def activity_at_init(
+    depth: int = 8,
+    threshold: float = 1.0,
+    beta: float = 0.9,
+    norms: Sequence[str] = ("none", "bn"),
+    samples: int = 256,
+    seed: int = 0,
+    width: int = 32,
+    num_steps: int = 8,
+) -> dict[str, list[float]]:
+    """Firing rate of each layer of untrained SNNs on digits, one entry per normaliser.
+
+    The networks run in training mode, as during the first training step: normalisers use the
+    statistics of the batch of ``samples`` validation images.
+    """
+    from .data import load_dataset
+    from .experiments import TrainConfig, build_model
+    from .training import seed_everything
+
+    split = load_dataset("digits")
+    config = TrainConfig(depth=depth, width=width, num_steps=num_steps, beta=beta, threshold=threshold)
+    rates = {}
+    for name in norms:
+        seed_everything(seed)
+        model = build_model("snn", name, config)
+        rates[name] = firing_rates(model, split.x_val[:samples], train_mode=True).tolist()
+    return rates

@@ -22,7 +22,9 @@ from torch import nn
 
 from .checks import check_channels, check_floating, check_positive_int, check_rank
 from .neurons import MultiStepLeaky
-from .norms import build_norm, get_spec
+from .norms import NormSpec, build_norm, get_spec, register
+from .norms.registry import check_options
+from .sequences import over_time
 
 
 def _conv(in_channels: int, out_channels: int, norm: str) -> nn.Conv2d:
@@ -53,16 +55,19 @@ class ConvNet(nn.Module):
         in_channels: int = 1,
         num_classes: int = 10,
         image_size: int = 8,
+        norm_options: dict | None = None,
     ):
         super().__init__()
         features = _check_architecture(type(self).__name__, depth, width, image_size)
+        options = dict(norm_options or {})
         self.norm_name, self.depth, self.width, self.in_channels = norm, depth, width, in_channels
+        self.image_size = image_size
         blocks = []
         for i in range(depth):
             blocks.append(
                 nn.Sequential(
                     _conv(in_channels if i == 0 else width, width, norm),
-                    build_norm(norm, width),
+                    build_norm(norm, width, **options),
                     nn.ReLU(),
                 )
             )
@@ -90,64 +95,17 @@ class SpikingBlock(nn.Module):
         self.conv, self.norm, self.neuron = conv, norm, neuron
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        steps, batch = x.shape[:2]
-        current = self.conv(x.flatten(0, 1)).unflatten(0, (steps, batch))
-        return self.neuron(self.norm(current))
+        return self.neuron(self.norm(over_time(self.conv, x)))
 
 
-class SpikingConvNet(nn.Module):
-    """Spiking CNN with the architecture of :class:`ConvNet` and LIF neurons.
+class SpikingNetwork(nn.Module):
+    """What every reference spiking network shares: input checks, the forward pass, its neurons.
 
-    Input: a static image batch ``[B, C, H, W]`` (presented at every step) or a sequence
-    ``[T, B, C, H, W]`` with ``T == num_steps``. Output: logits ``[B, num_classes]``, the
-    read-out averaged over the T steps.
-
-    Args:
-        norm: registry name of the normalisation after each convolution.
-        depth, width: number of blocks and channels per block.
-        num_steps: T, the number of simulation steps.
-        beta, threshold: LIF leak and firing threshold of every neuron.
-        backend: neuron implementation, ``"fused"`` or ``"snntorch"``.
+    A subclass sets ``blocks`` (each maps a sequence ``[T, B, C, H, W]`` to spikes of the same
+    layout), ``pool`` (applied after the first block) and ``readout`` (applied to the flattened
+    spikes of every step), and the attributes ``norm_name``, ``depth``, ``width``,
+    ``in_channels``, ``image_size``, ``num_steps``, ``beta``, ``threshold``.
     """
-
-    def __init__(
-        self,
-        norm: str = "bn",
-        depth: int = 6,
-        width: int = 32,
-        num_steps: int = 8,
-        beta: float = 0.9,
-        threshold: float = 1.0,
-        in_channels: int = 1,
-        num_classes: int = 10,
-        image_size: int = 8,
-        backend: str = "fused",
-    ):
-        super().__init__()
-        name = type(self).__name__
-        features = _check_architecture(name, depth, width, image_size)
-        check_positive_int(num_steps, "num_steps", name)
-        spec = get_spec(norm)
-        if spec.circuit:
-            raise ValueError(f"{name}: {norm!r} is a circuit, not a layer; use build_snn({norm!r}, ...)")
-        self.norm_name, self.depth, self.width, self.in_channels = norm, depth, width, in_channels
-        self.num_steps, self.beta, self.threshold = num_steps, beta, threshold
-        blocks = []
-        for i in range(depth):
-            if spec.neuron is not None:
-                neuron = spec.neuron(width, beta=beta, threshold=threshold)
-            else:
-                neuron = MultiStepLeaky(beta=beta, threshold=threshold, backend=backend)
-            blocks.append(
-                SpikingBlock(
-                    _conv(in_channels if i == 0 else width, width, norm),
-                    build_norm(norm, width, num_steps),
-                    neuron,
-                )
-            )
-        self.blocks = nn.ModuleList(blocks)
-        self.pool = nn.AvgPool2d(2)
-        self.readout = nn.Linear(features, num_classes)
 
     def as_sequence(self, x: torch.Tensor) -> torch.Tensor:
         """Check the input and return it as ``[T, B, C, H, W]`` (a static image is repeated)."""
@@ -167,7 +125,7 @@ class SpikingConvNet(nn.Module):
         for i, block in enumerate(self.blocks):
             x = block(x)
             if i == 0:
-                x = self.pool(x.flatten(0, 1)).unflatten(0, x.shape[:2])
+                x = over_time(self.pool, x)
         return self.readout(x.flatten(2)).mean(dim=0)  # read-out of [T, B, C*H*W], averaged over T
 
     def neurons(self) -> list[nn.Module]:
@@ -175,16 +133,96 @@ class SpikingConvNet(nn.Module):
         return [block.neuron for block in self.blocks]
 
 
+class SpikingConvNet(SpikingNetwork):
+    """Spiking CNN with the architecture of :class:`ConvNet` and LIF neurons.
+
+    Input: a static image batch ``[B, C, H, W]`` (presented at every step) or a sequence
+    ``[T, B, C, H, W]`` with ``T == num_steps``. Output: logits ``[B, num_classes]``, the
+    read-out averaged over the T steps.
+
+    Args:
+        norm: registry name of the normalisation after each convolution.
+        depth, width: number of blocks and channels per block.
+        num_steps: T, the number of simulation steps.
+        beta, threshold: LIF leak and firing threshold of every neuron; the normaliser is built
+            for them too (tdBN scales its output to ``threshold``).
+        backend: neuron implementation, ``"fused"`` or ``"snntorch"``.
+        norm_options: the method's own hyperparameters (``NormSpec.options``), e.g.
+            ``{"alpha": 0.7}`` for tdBN.
+
+    >>> model = SpikingConvNet("tdbn", depth=2, width=4, num_steps=3, threshold=2.0)
+    >>> model.blocks[0].norm.v_th
+    2.0
+    >>> model(torch.rand(5, 1, 8, 8)).shape
+    torch.Size([5, 10])
+    """
+
+    def __init__(
+        self,
+        norm: str = "bn",
+        depth: int = 6,
+        width: int = 32,
+        num_steps: int = 8,
+        beta: float = 0.9,
+        threshold: float = 1.0,
+        in_channels: int = 1,
+        num_classes: int = 10,
+        image_size: int = 8,
+        backend: str = "fused",
+        norm_options: dict | None = None,
+    ):
+        super().__init__()
+        name = type(self).__name__
+        features = _check_architecture(name, depth, width, image_size)
+        check_positive_int(num_steps, "num_steps", name)
+        spec = get_spec(norm)
+        if spec.circuit:
+            raise ValueError(f"{name}: {norm!r} is a circuit, not a layer; use build_snn({norm!r}, ...)")
+        options = dict(norm_options or {})
+        self.norm_name, self.depth, self.width, self.in_channels = norm, depth, width, in_channels
+        self.image_size, self.num_steps, self.beta, self.threshold = image_size, num_steps, beta, threshold
+        blocks = []
+        for i in range(depth):
+            if spec.neuron is not None:
+                neuron = spec.neuron(width, beta=beta, threshold=threshold)
+            else:
+                neuron = MultiStepLeaky(beta=beta, threshold=threshold, backend=backend)
+            blocks.append(
+                SpikingBlock(
+                    _conv(in_channels if i == 0 else width, width, norm),
+                    build_norm(norm, width, num_steps, threshold=threshold, beta=beta, **options),
+                    neuron,
+                )
+            )
+        self.blocks = nn.ModuleList(blocks)
+        self.pool = nn.AvgPool2d(2)
+        self.readout = nn.Linear(features, num_classes)
+
+
 def build_ann(norm: str = "bn", depth: int = 6, width: int = 32, **kwargs) -> nn.Module:
-    """The reference conventional CNN for a registry name."""
+    """The reference conventional CNN for a registry name.
+
+    >>> build_ann("bn", depth=2, width=4)(torch.rand(5, 1, 8, 8)).shape
+    torch.Size([5, 10])
+    """
     return ConvNet(norm, depth, width, **kwargs)
 
 
 def build_snn(norm: str = "bn", depth: int = 6, width: int = 32, num_steps: int = 8, **kwargs) -> nn.Module:
-    """The reference spiking CNN for a registry name (E-I circuits included)."""
+    """The reference spiking CNN for a registry name (E-I circuits included).
+
+    Keywords go to :class:`SpikingConvNet` (or, for a circuit such as ``"ei"``, to the network
+    the registry builds): ``beta``, ``threshold``, ``in_channels``, ``image_size``,
+    ``norm_options``, ...
+
+    >>> build_snn("tdbn", depth=2, width=4, num_steps=3, threshold=4.0).blocks[1].norm.v_th
+    4.0
+    """
     spec = get_spec(norm)
     if spec.circuit:
-        return spec.build(depth=depth, width=width, num_steps=num_steps, **kwargs)
+        options = dict(kwargs.pop("norm_options", None) or {})
+        check_options(spec, options)
+        return spec.build(depth=depth, width=width, num_steps=num_steps, **kwargs, **options)
     return SpikingConvNet(norm, depth, width, num_steps, **kwargs)
 
 
@@ -204,7 +242,7 @@ class EISpikingBlock(nn.Module):
         return self.neuron(self.circuit(x))
 
 
-class EISpikingConvNet(nn.Module):
+class EISpikingConvNet(SpikingNetwork):
     """Spiking CNN of E-I circuits: the shape of :class:`SpikingConvNet`, with no normaliser.
 
     ``depth`` blocks ``EIConv2d(3x3) -> LIF`` of ``width`` excitatory channels (and
@@ -240,8 +278,6 @@ class EISpikingConvNet(nn.Module):
         in_channels, num_classes, image_size: data shape.
     """
 
-    as_sequence = SpikingConvNet.as_sequence  # same input checks and static-input repetition
-
     def __init__(
         self,
         depth: int = 6,
@@ -263,7 +299,7 @@ class EISpikingConvNet(nn.Module):
         features = _check_architecture(name, depth, width, image_size)
         check_positive_int(num_steps, "num_steps", name)
         self.norm_name, self.depth, self.width, self.in_channels = "ei", depth, width, in_channels
-        self.num_steps, self.beta, self.threshold = num_steps, beta, threshold
+        self.image_size, self.num_steps, self.beta, self.threshold = image_size, num_steps, beta, threshold
         prop = dict(stabilize=stabilize, straight_through=straight_through, scale_inhibitory_grad=scale_inhibitory_grad)
         self.blocks = nn.ModuleList(
             EISpikingBlock(
@@ -276,19 +312,26 @@ class EISpikingConvNet(nn.Module):
         self.readout = EILinear(features, num_classes, ei_ratio=ei_ratio, output=True, **prop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.as_sequence(x)
         if self.training:
-            enforce_dale(self)
-        for i, block in enumerate(self.blocks):
-            x = block(x)
-            if i == 0:
-                x = self.pool(x.flatten(0, 1)).unflatten(0, x.shape[:2])
-        return self.readout(x.flatten(2)).mean(dim=0)  # logits I_EE - I_sub of [T, B, C*H*W], averaged over T
-
-    def neurons(self) -> list[nn.Module]:
-        """The excitatory LIF layers, in depth order (what probes and AHSAR attach to)."""
-        return [block.neuron for block in self.blocks]
+            enforce_dale(self)  # the stored weights back on Dale's law after each optimiser step
+        return super().forward(x)  # the read-out gives logits I_EE - I_sub, averaged over T
 
     def circuits(self) -> list[nn.Module]:
         """The E-I circuits, in depth order, the read-out last."""
         return [block.circuit for block in self.blocks] + [self.readout]
+
+
+def _build_ei_network(depth: int, width: int, num_steps: int, **kwargs) -> EISpikingConvNet:
+    return EISpikingConvNet(depth=depth, width=width, num_steps=num_steps, **kwargs)
+
+
+SPEC_EI = register(
+    NormSpec(
+        "ei",
+        "E-I circuits with lateral inhibition instead of a normaliser (DeepEISNN); whole network",
+        _build_ei_network,
+        spiking_only=True,
+        circuit=True,
+        options=("ei_ratio", "stabilize", "straight_through", "scale_inhibitory_grad"),
+    )
+)

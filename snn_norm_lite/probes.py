@@ -15,10 +15,25 @@ from torch import nn
 
 
 def spiking_layers(model: nn.Module) -> list[nn.Module]:
-    """The model's spiking layers in depth order (its ``neurons()`` if it has that method)."""
+    """The model's spiking layers, in depth order: the one finder probes and AHSAR share.
+
+    ``model.neurons()`` when the model defines it (every reference network of the package);
+    otherwise every submodule with a tensor attribute ``threshold`` (this package's neurons,
+    ``snntorch.Leaky``), in registration order. An error if there are none.
+
+    >>> from snn_norm_lite.models import build_snn
+    >>> len(spiking_layers(build_snn("bn", depth=3, width=4, num_steps=2)))
+    3
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"spiking_layers: expected an nn.Module, got {type(model).__name__}")
     if hasattr(model, "neurons"):
-        return list(model.neurons())
-    raise TypeError(f"spiking_layers: {type(model).__name__} has no neurons() method; pass the layers explicitly")
+        layers = list(model.neurons())
+    else:
+        layers = [m for m in model.modules() if m is not model and isinstance(getattr(m, "threshold", None), torch.Tensor)]
+    if not layers:
+        raise ValueError(f"spiking_layers: {type(model).__name__} has no spiking layer (no neurons() and no module with a threshold)")
+    return layers
 
 
 @contextmanager
@@ -98,3 +113,30 @@ def gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[f
     norms = [conv.weight.grad.norm().item() for conv in convs]
     model.zero_grad(set_to_none=True)
     return norms
+
+
+@torch.no_grad()
+def accuracy_with_batch_statistics(model, x, y, batch_size: int, seed: int = 0, sorted_by_class: bool = False) -> float:
+    """Test accuracy (%) when every BatchNorm normalises with the statistics of its own test batch.
+
+    This is what a network sees if it is left in training mode at inference: each sample's
+    output depends on the ``batch_size - 1`` others. The samples are shuffled (seeded) so batches
+    mix classes, or, with ``sorted_by_class``, ordered by label so that batches hold one or two
+    classes (a non-i.i.d. stream). The model is not changed.
+    """
+    import copy
+
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"accuracy_with_batch_statistics: batch_size must be a positive int, got {batch_size!r}")
+    probe = copy.deepcopy(model).eval()
+    for module in probe.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.train()
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
+    if sorted_by_class:
+        order = order[torch.argsort(y[order], stable=True)]
+    correct = 0
+    for start in range(0, len(y), batch_size):
+        index = order[start : start + batch_size]
+        correct += (probe(x[index]).argmax(dim=1) == y[index]).sum().item()
+    return 100.0 * correct / len(y)

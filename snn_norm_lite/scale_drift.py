@@ -23,10 +23,10 @@ from typing import Sequence
 import torch
 
 from .data import load_dataset
-from .experiments import TrainConfig, build_model
+from .experiments import TrainConfig, train_once
 from .initialisation import current_scale, threshold_scaled_init_
 from .stats import Summary
-from .training import History, fit, seed_everything
+from .training import History
 
 
 def scale_drift(scales: Sequence[Sequence[float]]) -> float:
@@ -74,25 +74,17 @@ def train_with_scale_trace(
     the same as ``experiments.train_once("snn", norm, seed, config, split)``.
     """
     split = load_dataset(config.dataset) if split is None else split
-    seed_everything(seed)
-    model = build_model("snn", norm, config, in_channels=split.image_shape[0], image_size=split.image_shape[1])
-    if init_gain is not None:
-        order = torch.randperm(len(split.y_train), generator=torch.Generator().manual_seed(seed))
-        threshold_scaled_init_(model, split.x_train[order[:init_samples]], gain=init_gain)
     probe = split.x_val[:probe_samples]
-    scales = [_scale_now(model, probe)]
-    train_loader, val_loader, test_loader = split.loaders(config.batch_size, seed=seed)
-    history = fit(
-        model,
-        train_loader,
-        val_loader,
-        test_loader=test_loader,
-        epochs=config.epochs,
-        lr=config.lr,
-        device=config.device,
-        progress=False,
-        on_epoch=lambda trained, _: scales.append(_scale_now(trained, probe)),
-        description=f"snn {norm} seed {seed}",
+    scales = []
+
+    def prepare(model):
+        if init_gain is not None:
+            order = torch.randperm(len(split.y_train), generator=torch.Generator().manual_seed(seed))
+            threshold_scaled_init_(model, split.x_train[order[:init_samples]], gain=init_gain)
+        scales.append(_scale_now(model, probe))
+
+    model, history = train_once(
+        "snn", norm, seed, config, split, prepare=prepare, on_epoch=lambda trained, _: scales.append(_scale_now(trained, probe))
     )
     return model, TracedRun(history, scales)
 

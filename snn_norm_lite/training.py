@@ -12,6 +12,7 @@ optimiser step (``on_step(model)``, e.g. to enforce Dale's law) and after every 
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -34,15 +35,18 @@ def seed_everything(seed: int) -> None:
 class History:
     """Record of a training run (accuracies in percent).
 
-    ``train_loss``, ``train_accuracy`` and ``val_accuracy`` have one entry per epoch
-    (``val_accuracy`` stays empty without a validation loader). ``test_accuracy`` is one number,
-    measured after the last epoch, or None when no test loader was given.
+    ``train_loss``, ``train_accuracy``, ``val_accuracy`` and ``epoch_seconds`` have one entry per
+    epoch (``val_accuracy`` stays empty without a validation loader; ``epoch_seconds`` is the
+    wall-clock time of the epoch's training passes, without evaluation or callbacks).
+    ``test_accuracy`` is one number, measured after the last epoch, or None when no test loader
+    was given.
     """
 
     train_loss: list[float] = field(default_factory=list)
     train_accuracy: list[float] = field(default_factory=list)
     val_accuracy: list[float] = field(default_factory=list)
     test_accuracy: Optional[float] = None
+    epoch_seconds: list[float] = field(default_factory=list)
 
     @property
     def final_val_accuracy(self) -> float:
@@ -65,18 +69,33 @@ class History:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader, device: str | torch.device = "cpu") -> float:
-    """Accuracy of ``model`` on ``loader`` in percent, in evaluation mode (restored after)."""
+def evaluate(model: nn.Module, data, device: str | torch.device = "cpu", batch_size: int = 512) -> float:
+    """Accuracy of ``model`` in percent, in evaluation mode (the mode is restored after).
+
+    ``data`` is a loader of ``(x, y)`` batches, or one pair of tensors ``(x, y)`` (e.g. noisy
+    test images), which is then cut into batches of ``batch_size``.
+
+    >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    >>> evaluate(model, (torch.zeros(3, 4), torch.zeros(3, dtype=torch.long))) in (0.0, 100.0)
+    True
+    """
+    if isinstance(data, tuple) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
+        x, y = data
+        if len(x) != len(y):
+            raise ValueError(f"evaluate: x and y must have the same length, got {len(x)} and {len(y)}")
+        data = [(x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(y), batch_size)]
     was_training = model.training
     model.eval()
     correct = total = 0
-    for x, y in loader:
-        logits = model(x.to(device))
-        correct += (logits.argmax(dim=1) == y.to(device)).sum().item()
-        total += y.numel()
-    model.train(was_training)
+    try:
+        for x, y in data:
+            logits = model(x.to(device))
+            correct += (logits.argmax(dim=1) == y.to(device)).sum().item()
+            total += y.numel()
+    finally:
+        model.train(was_training)
     if total == 0:
-        raise ValueError("evaluate: the loader yielded no samples")
+        raise ValueError("evaluate: no samples to evaluate (an empty loader or empty tensors)")
     return 100.0 * correct / total
 
 
@@ -108,6 +127,7 @@ def fit(
     bar = tqdm(range(epochs), desc=description, disable=not progress, leave=False)
     for _ in bar:
         model.train()
+        started = time.perf_counter()
         loss_sum = correct = seen = 0
         for x, y in train_loader:
             x, y = x.to(device), y.to(device)
@@ -123,6 +143,7 @@ def fit(
             seen += y.numel()
         if seen == 0:
             raise ValueError("fit: the training loader yielded no samples")
+        history.epoch_seconds.append(time.perf_counter() - started)
         history.train_loss.append(loss_sum / seen)
         history.train_accuracy.append(100.0 * correct / seen)
         if val_loader is not None:

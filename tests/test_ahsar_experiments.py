@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from snn_norm_lite import ahsar, data, training
 from snn_norm_lite import experiments
 from snn_norm_lite.ahsar import AHSAR
 from snn_norm_lite.data import Split
@@ -19,11 +20,11 @@ def tiny_split():
 
 def test_train_with_controller_records_rates_and_attaches():
     config = TrainConfig(depth=2, width=4, num_steps=2, epochs=2, batch_size=16)
-    run = experiments.train_with_controller("bn", 0, config, tiny_split(), controller=AHSAR(), probe_samples=8)
+    run = ahsar.train_with_controller("bn", 0, config, tiny_split(), controller=AHSAR(), probe_samples=8)
     assert len(run.rates) == len(run.thresholds) == 3 and all(len(r) == 2 for r in run.rates)
     assert run.controller.attached and run.controller.epochs == 2
     assert run.thresholds[0] == [1.0, 1.0]  # measured before the first pass
-    plain = experiments.train_with_controller("bn", 0, config, tiny_split())
+    plain = ahsar.train_with_controller("bn", 0, config, tiny_split())
     assert plain.controller is None and all(t == [1.0, 1.0] for t in plain.thresholds)
     # without a controller, the same run as train_once
     _, history = experiments.train_once("snn", "bn", 0, config, tiny_split())
@@ -41,7 +42,7 @@ def test_the_test_labels_cannot_steer_a_regulated_run():
     permuted = load_digits()
     permuted.y_test = permuted.y_test[torch.randperm(len(permuted.y_test), generator=torch.Generator().manual_seed(1))]
     assert not torch.equal(real.y_test, permuted.y_test)
-    runs = [experiments.train_with_controller("bn", 0, config, split, controller=AHSAR()) for split in (real, permuted)]
+    runs = [ahsar.train_with_controller("bn", 0, config, split, controller=AHSAR()) for split in (real, permuted)]
     assert runs[0].thresholds == runs[1].thresholds
     assert runs[0].history.val_accuracy == runs[1].history.val_accuracy
     assert runs[0].controller.history["epoch_gain"] == runs[1].controller.history["epoch_gain"]
@@ -50,11 +51,11 @@ def test_the_test_labels_cannot_steer_a_regulated_run():
 
 def test_noisy_images_is_seeded_and_clamped():
     x = torch.rand(5, 1, 8, 8)
-    a, b = experiments.noisy_images(x, 0.5, seed=3), experiments.noisy_images(x, 0.5, seed=3)
+    a, b = data.noisy_images(x, 0.5, seed=3), data.noisy_images(x, 0.5, seed=3)
     assert torch.equal(a, b) and a.min() >= 0 and a.max() <= 1 and not torch.equal(a, x)
-    assert torch.equal(experiments.noisy_images(x, 0.0), x)
+    assert torch.equal(data.noisy_images(x, 0.0), x)
     with pytest.raises(ValueError):
-        experiments.noisy_images(x, -1.0)
+        data.noisy_images(x, -1.0)
 
 
 def test_accuracy_on_matches_a_direct_count():
@@ -62,7 +63,7 @@ def test_accuracy_on_matches_a_direct_count():
     model = experiments.build_model("snn", "bn", TrainConfig(depth=2, width=4, num_steps=2))
     x, y = torch.rand(10, 1, 8, 8), torch.randint(0, 10, (10,))
     model.train()
-    accuracy = experiments.accuracy_on(model, x, y, batch_size=3)
+    accuracy = training.evaluate(model, (x, y), batch_size=3)
     assert model.training
     model.eval()
     assert accuracy == pytest.approx(100.0 * (model(x).argmax(dim=1) == y).float().mean().item())
@@ -71,7 +72,7 @@ def test_accuracy_on_matches_a_direct_count():
 def test_controller_fast_loop_moves_thresholds_towards_the_band_and_restores_them():
     seed_everything(0)
     model = experiments.build_model("snn", "none", TrainConfig(depth=3, width=4, num_steps=4, threshold=5.0))
-    result = experiments.controller_fast_loop(model, AHSAR(), torch.rand(40, 1, 8, 8), passes=5, batch_size=8)
+    result = ahsar.controller_fast_loop(model, AHSAR(), torch.rand(40, 1, 8, 8), passes=5, batch_size=8)
     assert len(result["rate"]) == len(result["threshold"]) == 5
     assert result["threshold"][0] == [5.0, 5.0, 5.0]  # the first pass runs with the attached thresholds
     assert all(t < 5.0 for t in result["threshold"][-1])  # a silent network gets lower thresholds

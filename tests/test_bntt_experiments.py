@@ -8,6 +8,7 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 
+from snn_norm_lite import early_exit
 from snn_norm_lite import experiments, plots
 from snn_norm_lite.experiments import TrainConfig
 from snn_norm_lite.training import seed_everything
@@ -21,7 +22,7 @@ def test_accuracy_by_steps_equals_a_shorter_network(norm):
     x, y = torch.rand(20, 1, 8, 8), torch.randint(0, 10, (20,))
     model.train()
     model(x)  # some running statistics
-    accuracies = experiments.accuracy_by_steps(model, x, y)
+    accuracies = early_exit.accuracy_by_steps(model, x, y)
     assert len(accuracies) == 4 and model.training  # mode restored
     model.eval()
     assert accuracies[-1] == pytest.approx(100.0 * (model(x).argmax(dim=1) == y).float().mean().item())

@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 
+from snn_norm_lite import ahsar, comparison, norms
 from snn_norm_lite import comparison, experiments, plots
 from snn_norm_lite.__main__ import main
 from snn_norm_lite.ahsar import AHSAR
@@ -42,7 +43,7 @@ def test_rows_state_each_neuron_and_the_ahsar_rows():
     labels = [row.label for row in rows]
     assert labels == available_norms() + ["bn+ahsar", "none+ahsar"]
     by_label = {row.label: row for row in rows}
-    assert by_label["ei"].beta == experiments.PAPER_NEURONS["ei"]["beta"] == 0.5
+    assert by_label["ei"].beta == comparison.PAPER_NEURONS["ei"]["beta"] == 0.5
     assert all(row.beta == 0.9 and row.threshold == 1.0 for row in rows if row.norm != "ei")
     assert by_label["bn+ahsar"].ahsar and by_label["bn+ahsar"].norm == "bn"
     assert by_label["ei"].neuron == "LIF, beta 0.5, V_th 1"
@@ -102,24 +103,22 @@ def test_rows_match_the_single_runs_they_stand_for(small_comparison):
     split = load_digits()
     _, history = experiments.train_once("snn", "bn", 1, TINY, split)
     assert result.accuracy["bn"][1] == history.final_test_accuracy
-    run = experiments.train_with_controller("none", 1, TINY, split, AHSAR())
+    run = ahsar.train_with_controller("none", 1, TINY, split, AHSAR())
     assert result.accuracy["none+ahsar"][1] == run.history.final_test_accuracy
     assert result.thresholds["none+ahsar"][1] == [float(layer.threshold) for layer in run.model.neurons()]
     assert result.threshold_history["none+ahsar"][1] == run.thresholds
     assert len(run.thresholds) == TINY.epochs + 1 and set(result.threshold_history) == {"none+ahsar"}
 
 
-def test_validation_pilot_never_builds_a_test_loader(monkeypatch):
-    from snn_norm_lite import training
-
+def test_validation_pilot_never_evaluates_the_test_set(monkeypatch):
     calls = []
-    original = training.fit
+    original = experiments.fit
 
     def spy(*args, **kwargs):
         calls.append(kwargs.get("test_loader"))
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(training, "fit", spy)
+    monkeypatch.setattr(experiments, "fit", spy)
     result = validation_accuracy_by_depth((1, 2), "none", seeds=(0, 1, 2), config=TINY)
     assert list(result) == [1, 2] and all(s.n == 3 for s in result.values())
     assert calls == [None] * 6
@@ -177,7 +176,7 @@ def test_tebn_is_a_different_map_per_step_once_its_scales_differ():
 
 def test_batch_free_homeostatic_layer_is_measured_batch_free():
     model = _warmed("homeostatic")
-    experiments.set_batch_free(model, True)
+    norms.set_batch_free(model, True)
     properties = measure_properties(model, load_digits().x_val[:16])
     assert properties["batch_dependent_training"] is False and properties["causal_training"] is True
 

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from snn_norm_lite import inhibition
 from snn_norm_lite import experiments, inhibition
 from snn_norm_lite.experiments import TrainConfig
 from snn_norm_lite.training import seed_everything
@@ -10,21 +11,21 @@ from snn_norm_lite.training import seed_everything
 
 def test_ei_current_at_init_is_centred_with_order_one_variance():
     for rate in (0.1, 0.5):
-        currents = [experiments.ei_current_at_init(rate, batch=8, num_steps=2, seed=seed) for seed in range(4)]
+        currents = [inhibition.ei_current_at_init(rate, batch=8, num_steps=2, seed=seed) for seed in range(4)]
         assert currents[0].shape == (2, 8, 32, 8, 8)
         # The mean is zero in expectation over weight draws (one draw has a shared offset).
         assert abs(sum(c.mean().item() for c in currents) / 4) < 0.25
         assert all(0.5 < c.var().item() < 1.5 for c in currents)
-    again = experiments.ei_current_at_init(0.1, channels=16, batch=16, num_steps=2, seed=1)
-    assert torch.equal(again, experiments.ei_current_at_init(0.1, channels=16, batch=16, num_steps=2, seed=1))
+    again = inhibition.ei_current_at_init(0.1, channels=16, batch=16, num_steps=2, seed=1)
+    assert torch.equal(again, inhibition.ei_current_at_init(0.1, channels=16, batch=16, num_steps=2, seed=1))
     with pytest.raises(ValueError, match="rate"):
-        experiments.ei_current_at_init(0.0)
+        inhibition.ei_current_at_init(0.0)
 
 
 def test_replace_ei_init_with_default_skips_ei_init_and_respects_dale():
     seed_everything(0)
     model = experiments.build_model("snn", "ei", TrainConfig(depth=2, width=8, num_steps=2))
-    assert experiments.replace_ei_init_with_default(model) == 3  # two blocks and the read-out
+    assert inhibition.replace_ei_init_with_default(model) == 3  # two blocks and the read-out
     before = [p.clone() for p in model.parameters()]
     model.eval()
     model(torch.rand(4, 1, 8, 8))  # E-I Init would run here if it were still pending
@@ -34,4 +35,4 @@ def test_replace_ei_init_with_default_skips_ei_init_and_respects_dale():
         if not layer.output:
             assert torch.all(layer.gain_i == 1) and torch.all(layer.bias_e == 0)
     with pytest.raises(ValueError, match="no E-I circuits"):
-        experiments.replace_ei_init_with_default(experiments.build_model("snn", "bn", TrainConfig(depth=2, width=4)))
+        inhibition.replace_ei_init_with_default(experiments.build_model("snn", "bn", TrainConfig(depth=2, width=4)))

@@ -416,7 +416,7 @@ def test_use_official_neurons_swaps_every_neuron_and_keeps_the_other_weights():
     loss.backward()
     assert torch.isfinite(loss) and model.blocks[0].neuron.membrane_norm.weight.grad.abs().sum() > 0
     model.eval()
-    from snn_norm_lite.experiments import fold_mpbn
+    from snn_norm_lite.norms import fold_mpbn
 
     images = torch.rand(16, 1, 8, 8)
     torch.testing.assert_close(fold_mpbn(model)(images), model(images), rtol=0, atol=0)

@@ -31,5 +31,5 @@ def test_train_mpbn_trains_and_measures_validation_and_test():
         model, history = train_mpbn(name, 0, TINY, split)
         assert len(history.val_accuracy) == 1 and 0 <= history.final_test_accuracy <= 100
         assert isinstance(model.blocks[0].neuron, MPBNLeaky)
-    with pytest.raises(ValueError, match=r"build_mpbn_network: configuration must be one of 'package', 'official'"):
+    with pytest.raises(ValueError, match=r"train_mpbn: configuration must be one of 'package', 'official'"):
         train_mpbn("paper", 0, TINY, split)

@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from snn_norm_lite import norms, probes
 from snn_norm_lite import experiments
 from snn_norm_lite.data import load_digits
 from snn_norm_lite.models import build_snn
@@ -158,11 +159,11 @@ def test_headline_rejects_spiking_only_names():
 def test_batch_statistics_accuracy_and_batch_free_switch():
     split = load_digits()
     model = experiments.build_model("ann", "bn", experiments.TrainConfig(depth=2, width=4))
-    accuracy = experiments.accuracy_with_batch_statistics(model, split.x_test[:40], split.y_test[:40], batch_size=8)
+    accuracy = probes.accuracy_with_batch_statistics(model, split.x_test[:40], split.y_test[:40], batch_size=8)
     assert 0 <= accuracy <= 100
     with pytest.raises(ValueError, match="batch_size"):
-        experiments.accuracy_with_batch_statistics(model, split.x_test, split.y_test, batch_size=0)
+        probes.accuracy_with_batch_statistics(model, split.x_test, split.y_test, batch_size=0)
     homeostatic = experiments.build_model("snn", "homeostatic", experiments.TrainConfig(depth=2, width=4))
-    assert experiments.set_batch_free(homeostatic, False) == 2
+    assert norms.set_batch_free(homeostatic, False) == 2
     with pytest.raises(ValueError, match="no homeostatic"):
-        experiments.set_batch_free(model, False)
+        norms.set_batch_free(model, False)

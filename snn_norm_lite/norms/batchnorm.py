@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .registry import NormSpec, register
 from ..checks import check_channels, check_floating, check_rank
 
 
@@ -112,3 +113,10 @@ def fold_batchnorms(model: nn.Module) -> nn.Module:
     if count == 0:
         raise ValueError("fold_batchnorms: found no Conv2d followed by BatchNorm2d inside an nn.Sequential")
     return folded_model
+
+
+def _build(num_features, num_steps, **neuron):
+    return nn.BatchNorm2d(num_features) if num_steps is None else SequenceBatchNorm2d(num_features)
+
+
+SPEC = register(NormSpec("bn", "BatchNorm; in an SNN over (T, B, H, W), time merged into the batch", _build))

@@ -27,6 +27,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .registry import NormSpec, register
 from ..checks import check_positive_int
 from .step_statistics import (
     apply_per_step_affine,
@@ -102,3 +103,13 @@ class BatchNormThroughTime2d(nn.Module):
             scale = weight * torch.rsqrt(self.running_var[rows] + self.eps)
             y = apply_per_step_affine(x, scale, -self.running_mean[rows] * scale)
         return y if t is None else y[0]
+
+
+SPEC = register(
+    NormSpec(
+        "bntt",
+        "BNTT: one BatchNorm per time step, statistics of that step, per-step gain, no bias",
+        lambda num_features, num_steps, **neuron: BatchNormThroughTime2d(num_features, num_steps),
+        spiking_only=True,
+    )
+)

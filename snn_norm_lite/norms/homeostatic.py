@@ -75,6 +75,7 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _NormBase
 
+from .registry import NormSpec, register
 from ..checks import (
     check_channels,
     check_floating,
@@ -290,3 +291,40 @@ class TemporalHomeostaticNorm2d(nn.Module):
                 if t is None or t == self.num_steps - 1:
                     self.num_batches_tracked.add_(1)
         return y
+
+
+def set_batch_free(model: nn.Module, batch_free: bool) -> int:
+    """Switch every homeostatic layer of ``model`` between batch-free and batch-statistics mode.
+
+    Returns how many layers were switched (an error if there were none).
+
+    >>> from snn_norm_lite.models import build_snn
+    >>> set_batch_free(build_snn("homeostatic", depth=2, width=4, num_steps=2), True)
+    2
+    """
+    if not isinstance(batch_free, bool):
+        raise TypeError(f"set_batch_free: batch_free must be a bool, got {batch_free!r}")
+    switched = 0
+    for module in model.modules():
+        if isinstance(module, (HomeostaticNorm, TemporalHomeostaticNorm2d)):
+            module.batch_free = batch_free
+            switched += 1
+    if switched == 0:
+        raise ValueError("set_batch_free: the model has no homeostatic normalisation layer")
+    return switched
+
+
+def _build(num_features, num_steps, **neuron):
+    if num_steps is None:
+        return HomeostaticNorm(num_features)
+    return TemporalHomeostaticNorm2d(num_features, num_steps)
+
+
+SPEC = register(
+    NormSpec(
+        "homeostatic",
+        "homeostatic gain and bias: batch statistics in training, an EMA state (batch-free) at inference; "
+        "per step in an SNN",
+        _build,
+    )
+)

@@ -84,6 +84,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .batchnorm import SequenceBatchNorm2d
+from .registry import NormSpec, register
 from ..checks import check_channels, check_floating, check_positive_int, check_unit_interval
 from ..neurons import SURROGATE_ALPHA, arctan_surrogate_grad
 from .step_statistics import check_enough_values, check_eps_and_momentum, check_same_dtype
@@ -553,3 +555,40 @@ class FoldedMPBNLeaky(nn.Module):
             else:  # -u > -V~ is exactly u < V~
                 torch.gt(torch.mul(u, direction, out=signed), signed_threshold, out=spikes[t])
         return spikes
+
+
+def fold_mpbn(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` in evaluation mode with every ``MPBNLeaky`` replaced by its ``fold()``.
+
+    The original is not changed. Raises if the model has no MPBN neuron.
+
+    >>> from snn_norm_lite.models import build_snn
+    >>> folded = fold_mpbn(build_snn("mpbn", depth=2, width=4, num_steps=2))
+    >>> type(folded.blocks[0].neuron).__name__
+    'FoldedMPBNLeaky'
+    """
+    import copy
+
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"fold_mpbn: expected an nn.Module, got {type(model).__name__}")
+    folded = copy.deepcopy(model).eval()
+    replaced = 0
+    for module in list(folded.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, MPBNLeaky):
+                setattr(module, name, child.fold())
+                replaced += 1
+    if replaced == 0:
+        raise ValueError("fold_mpbn: the model has no MPBNLeaky neuron to fold")
+    return folded
+
+
+SPEC = register(
+    NormSpec(
+        "mpbn",
+        "MPBN: BatchNorm after the convolution plus a BatchNorm on the membrane potential before firing",
+        lambda num_features, num_steps, **neuron: SequenceBatchNorm2d(num_features),
+        spiking_only=True,
+        neuron=lambda num_features, *, threshold, beta: MPBNLeaky(num_features, beta=beta, threshold=threshold),
+    )
+)

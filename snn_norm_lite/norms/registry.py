@@ -1,16 +1,37 @@
-"""One registry of normalisation methods, so models, widgets and the CLI switch them by name.
+"""One registry of normalisation methods, so models, widgets, the CLI and the comparison switch
+them by name.
+
+Each method's module (``norms/<method>.py``) defines its layers and ends with one
+``register(NormSpec(...))``; a method defined outside the package is added the same way, with
+one call, and is then usable by :func:`snn_norm_lite.models.build_snn`, the command line
+(``--plugin your.module``) and :func:`snn_norm_lite.comparison.compare_methods`.
 
 An entry says how to build the layer that sits between a convolution and its neuron:
 
-* ``build(num_features, num_steps)`` returns an ``nn.Module``. ``num_steps=None`` asks for the
-  conventional-network form (input ``[B, C, H, W]``); an int asks for the spiking form (input
-  ``[T, B, C, H, W]`` with ``T == num_steps`` where the method depends on T).
+* ``build(num_features, num_steps, *, threshold, beta, **options)`` returns an ``nn.Module``.
+  ``num_steps=None`` asks for the conventional-network form (input ``[B, C, H, W]``); an int
+  asks for the spiking form (input ``[T, B, C, H, W]`` with ``T == num_steps`` where the method
+  depends on T). ``threshold`` and ``beta`` are those of the neurons the layer feeds (tdBN scales
+  its output to the threshold); a method that does not need them accepts and ignores them
+  (``**neuron``). ``options`` are the method's own hyperparameters, only those named in
+  ``NormSpec.options`` (e.g. tdBN's ``alpha``).
 * ``neuron`` is ``None`` for methods that leave the neuron alone, or a builder
-  ``neuron(num_features, beta=..., threshold=...)`` for methods that live inside the neuron
-  (MPBN normalises the membrane potential).
-* ``circuit`` is True for methods that replace the whole convolution-norm block rather than
-  add a layer (the E-I circuit). For those, ``build`` builds the whole spiking network:
+  ``neuron(num_features, *, threshold, beta)`` for methods that live inside the neuron (MPBN
+  normalises the membrane potential).
+* ``circuit`` is True for methods that replace the whole convolution-norm block rather than add
+  a layer (the E-I circuit). For those, ``build`` builds the whole spiking network:
   ``build(depth=..., width=..., num_steps=..., **kwargs)``, and ``models.build_snn`` calls it.
+* ``spiking_only`` is True for methods with no conventional-network form (they need T).
+
+Example, a plugin (any module can do this; the test suite does it from a test file):
+
+>>> from torch import nn
+>>> from snn_norm_lite.norms import NormSpec, build_norm, register, unregister
+>>> spec = register(NormSpec("groupnorm4", "GroupNorm with 4 groups, time merged into the batch",
+...                          lambda num_features, num_steps, **neuron: nn.GroupNorm(4, num_features)))
+>>> build_norm("groupnorm4", 16)
+GroupNorm(4, 16, eps=1e-05, affine=True)
+>>> unregister("groupnorm4")
 """
 
 from __future__ import annotations
@@ -20,32 +41,67 @@ from typing import Callable, Optional
 
 from torch import nn
 
+from ..checks import check_positive_int
+
+NEURON_DEFAULTS = {"threshold": 1.0, "beta": 0.9}  # the book's LIF neuron
+
 
 @dataclass(frozen=True)
 class NormSpec:
-    """What the registry knows about one method."""
+    """What the registry knows about one method (see the module docstring for each field)."""
 
     name: str
     summary: str
-    build: Callable[[int, Optional[int]], nn.Module]
+    build: Callable[..., nn.Module]
     spiking_only: bool = False
     neuron: Optional[Callable[..., nn.Module]] = None
     circuit: bool = False
+    options: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name or any(c in self.name for c in ", \t\n"):
+            raise ValueError(f"NormSpec: name must be a non-empty str without commas or spaces, got {self.name!r}")
+        if not isinstance(self.summary, str) or not self.summary:
+            raise ValueError(f"NormSpec {self.name!r}: summary must be a non-empty str, got {self.summary!r}")
+        if not callable(self.build):
+            raise TypeError(f"NormSpec {self.name!r}: build must be callable, got {type(self.build).__name__}")
+        if self.neuron is not None and not callable(self.neuron):
+            raise TypeError(f"NormSpec {self.name!r}: neuron must be callable or None, got {type(self.neuron).__name__}")
+        for flag in ("spiking_only", "circuit"):
+            if not isinstance(getattr(self, flag), bool):
+                raise TypeError(f"NormSpec {self.name!r}: {flag} must be a bool, got {getattr(self, flag)!r}")
+        if not isinstance(self.options, tuple) or not all(isinstance(o, str) for o in self.options):
+            raise TypeError(f"NormSpec {self.name!r}: options must be a tuple of str, got {self.options!r}")
 
 
 _REGISTRY: dict[str, NormSpec] = {}
 
 
 def register(spec: NormSpec) -> NormSpec:
-    """Add a method to the registry; a name can be registered only once."""
+    """Add a method to the registry and return its spec; a name can be registered only once."""
+    if not isinstance(spec, NormSpec):
+        raise TypeError(f"register: expected a NormSpec, got {type(spec).__name__}")
     if spec.name in _REGISTRY:
         raise ValueError(f"normaliser {spec.name!r} is already registered")
     _REGISTRY[spec.name] = spec
     return spec
 
 
-def available_norms() -> list[str]:
-    """Names of every registered method, in registration order."""
+def unregister(name: str) -> None:
+    """Remove a method from the registry (a plugin's, e.g. at the end of a test)."""
+    get_spec(name)
+    del _REGISTRY[name]
+
+
+def available_norms(kind: str | None = None) -> list[str]:
+    """Names of the registered methods, in registration order.
+
+    ``kind="ann"``: only those with a conventional-network form; ``kind="snn"`` or None: all.
+    """
+    if kind not in (None, "ann", "snn"):
+        raise ValueError(f"available_norms: kind must be None, 'ann' or 'snn', got {kind!r}")
+    if kind == "ann":
+        return [name for name, spec in _REGISTRY.items() if not (spec.spiking_only or spec.circuit)]
     return list(_REGISTRY)
 
 
@@ -59,12 +115,36 @@ def get_spec(name: str) -> NormSpec:
         raise ValueError(f"unknown normaliser {name!r}; registered: {', '.join(_REGISTRY)}") from None
 
 
-def build_norm(name: str, num_features: int, num_steps: Optional[int] = None) -> nn.Module:
+def check_options(spec: NormSpec, options: dict) -> None:
+    """Refuse options the method does not declare (nothing is silently ignored)."""
+    unknown = sorted(set(options) - set(spec.options))
+    if unknown:
+        allowed = ", ".join(spec.options) if spec.options else "none"
+        raise ValueError(f"normaliser {spec.name!r} has no option(s) {unknown}; its options: {allowed}")
+
+
+def build_norm(
+    name: str,
+    num_features: int,
+    num_steps: Optional[int] = None,
+    *,
+    threshold: float = NEURON_DEFAULTS["threshold"],
+    beta: float = NEURON_DEFAULTS["beta"],
+    **options,
+) -> nn.Module:
     """Build the layer registered as ``name`` for ``num_features`` channels.
 
     ``num_steps=None`` builds the conventional-network form; an int the spiking form.
+    ``threshold`` and ``beta`` describe the neurons the layer feeds; ``options`` are the
+    method's own hyperparameters (only those in its ``NormSpec.options``).
+
+    >>> build_norm("tdbn", 8, 4, threshold=2.0)
+    ThresholdDependentBatchNorm2d(8, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True, alpha=1.0, v_th=2.0)
     """
     spec = get_spec(name)
+    check_positive_int(num_features, "num_features", f"build_norm({name!r})")
+    if num_steps is not None:
+        check_positive_int(num_steps, "num_steps", f"build_norm({name!r})")
     if spec.circuit:
         raise ValueError(
             f"{name!r} is a circuit that replaces the convolution and its normalisation; "
@@ -72,4 +152,5 @@ def build_norm(name: str, num_features: int, num_steps: Optional[int] = None) ->
         )
     if spec.spiking_only and num_steps is None:
         raise ValueError(f"{name!r} is a spiking-network normaliser: pass num_steps (the number of time steps T)")
-    return spec.build(num_features, num_steps)
+    check_options(spec, options)
+    return spec.build(num_features, num_steps, threshold=threshold, beta=beta, **options)

@@ -46,6 +46,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .registry import NormSpec, register
 from ..checks import check_floating, check_positive_int, check_rank
 from .step_statistics import (
     apply_per_step_affine,
@@ -230,3 +231,13 @@ class TemporalAccumulatedBatchNorm2d(nn.Module):
         if t == self.num_steps - 1:
             self.num_batches_tracked.add_(1)
         return y
+
+
+SPEC = register(
+    NormSpec(
+        "tab",
+        "TAB: step t normalised with statistics of steps 0..t, per-step affine, scale p_t^2",
+        lambda num_features, num_steps, **neuron: TemporalAccumulatedBatchNorm2d(num_features, num_steps),
+        spiking_only=True,
+    )
+)

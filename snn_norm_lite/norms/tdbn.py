@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .registry import NormSpec, register
 from ..checks import check_positive_int
 from .batchnorm import SequenceBatchNorm2d
 from .step_statistics import check_eps_and_momentum, check_same_dtype
@@ -114,3 +115,18 @@ class ThresholdDependentBatchNorm2d(SequenceBatchNorm2d):
         bn.running_var.copy_(self.running_var)
         bn.num_batches_tracked.copy_(self.num_batches_tracked)
         return bn.train(self.training)
+
+
+def _build(num_features, num_steps, *, threshold, alpha=1.0, **neuron):
+    return ThresholdDependentBatchNorm2d(num_features, alpha=alpha, v_th=threshold)
+
+
+SPEC = register(
+    NormSpec(
+        "tdbn",
+        "tdBN: BatchNorm over (T, B, H, W) scaled to alpha * V_th (alpha 1, V_th the neurons' threshold), then an affine",
+        _build,
+        spiking_only=True,
+        options=("alpha",),
+    )
+)

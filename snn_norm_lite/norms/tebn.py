@@ -31,6 +31,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .registry import NormSpec, register
 from ..checks import check_positive_int
 from .step_statistics import (
     apply_per_step_affine,
@@ -129,3 +130,13 @@ class TemporalEffectiveBatchNorm2d(nn.Module):
         p = self.time_weight[rows].unsqueeze(1)
         y = apply_per_step_affine(x, p * gain, p * (self.bias - self.running_mean * gain))
         return y if t is None else y[0]
+
+
+SPEC = register(
+    NormSpec(
+        "tebn",
+        "TEBN: BatchNorm over (T, B, H, W) with a shared affine, then a learnable scale p_t per step",
+        lambda num_features, num_steps, **neuron: TemporalEffectiveBatchNorm2d(num_features, num_steps),
+        spiking_only=True,
+    )
+)
