@@ -1,38 +1,49 @@
 """Command line for the book's experiments: ``python -m snn_norm_lite <experiment> [options]``.
 
-    python -m snn_norm_lite headline                     # the ANN-vs-SNN table
+    python -m snn_norm_lite headline                     # the ANN-vs-SNN table at the collapse depth
     python -m snn_norm_lite headline --json --seeds 5    # as JSON, mean and spread over 5 seeds
     python -m snn_norm_lite compare                      # every method side by side (chapter 12)
+    python -m snn_norm_lite compare --out results/       # also results.json, results.csv, comparison.png
+    python -m snn_norm_lite compare --plugin my.module --norms bn,mine   # a method defined elsewhere
     python -m snn_norm_lite norms                        # the registered normalisers
+
+``--plugin MODULE`` (repeatable) imports a module before the method names are checked; a module
+that calls :func:`snn_norm_lite.norms.register` makes its methods usable by ``--norms``.
+Usage errors (an unknown name, a plugin that cannot be imported, a bad value) exit with status 2
+and a message on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import os
 import sys
 import time
 
 import torch
 
-from .experiments import TrainConfig, headline
+from .comparison import DEFAULT_AHSAR, compare_methods, comparison_config, save_comparison
+from .experiments import HEADLINE_NORMS, headline, headline_config
 from .norms import available_norms, get_spec
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
     return value
 
 
-def _norm_list(text: str) -> list[str]:
+def _name_list(text: str) -> list[str]:
+    """Split a comma-separated list of registry names (checked against the registry later,
+    once the plugins are imported)."""
     names = [name.strip() for name in text.split(",") if name.strip()]
     if not names:
-        raise argparse.ArgumentTypeError("expected a comma-separated list of normaliser names")
-    known = available_norms()
-    unknown = [name for name in names if name not in known]
-    if unknown:
-        raise argparse.ArgumentTypeError(f"unknown normaliser(s) {', '.join(unknown)}; registered: {', '.join(known)}")
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of normaliser names, got {text!r}")
     return names
 
 
@@ -46,78 +57,119 @@ def _device(text: str) -> str:
     return text
 
 
+def add_training_options(parser: argparse.ArgumentParser, defaults, norms, norms_help: str) -> None:
+    """The options both training commands share, with ``defaults`` (a ``TrainConfig``) for the budget."""
+    parser.add_argument("--norms", type=_name_list, default=norms, help=norms_help)
+    parser.add_argument("--depth", type=_positive_int, default=defaults.depth, help=f"blocks L (default {defaults.depth})")
+    parser.add_argument("--width", type=_positive_int, default=defaults.width, help=f"channels (default {defaults.width})")
+    parser.add_argument("--epochs", type=_positive_int, default=defaults.epochs, help=f"default {defaults.epochs}")
+    parser.add_argument("--steps", type=_positive_int, default=defaults.num_steps,
+                        help=f"SNN time steps T (default {defaults.num_steps})")
+    parser.add_argument("--seeds", type=_positive_int, default=3,
+                        help="number of seeds, 0..N-1 (default 3); accuracies are mean ± std")
+    parser.add_argument("--device", type=_device, default="cpu")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    parser.add_argument("--progress", action="store_true", help="show tqdm progress bars")
+    _add_plugin_option(parser)
+
+
+def _add_plugin_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                        help="import MODULE first, e.g. one that registers a method (repeatable)")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The parser of every command (names are checked by :func:`parse_args`, after the plugins)."""
     parser = argparse.ArgumentParser(prog="python -m snn_norm_lite", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
     head = commands.add_parser("headline", help="train ANN and SNN with and without normalisation; print the table")
-    defaults = TrainConfig()
-    head.add_argument("--norms", type=_norm_list, default=["none", "bn", "homeostatic"], help="comma-separated registry names")
-    head.add_argument("--depth", type=_positive_int, default=defaults.depth)
-    head.add_argument("--width", type=_positive_int, default=defaults.width)
-    head.add_argument("--epochs", type=_positive_int, default=defaults.epochs)
-    head.add_argument("--seeds", type=_positive_int, default=3, help="number of seeds (0..N-1); accuracies are mean ± std")
-    head.add_argument("--steps", type=_positive_int, default=defaults.num_steps, help="SNN time steps T")
-    head.add_argument("--device", type=_device, default="cpu")
-    head.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-    head.add_argument("--progress", action="store_true", help="show tqdm progress bars")
+    add_training_options(head, headline_config(), list(HEADLINE_NORMS),
+                         "comma-separated registry names; methods without a conventional form get an SNN row only "
+                         f"(default {','.join(HEADLINE_NORMS)})")
 
-    from .comparison import comparison_config
-
-    budget = comparison_config()
     compare = commands.add_parser("compare", help="train every method on the same SNN (chapter 12's table)")
-    compare.add_argument("--norms", type=_norm_list, default=None, help="comma-separated registry names (default: all)")
-    compare.add_argument("--ahsar", type=_norm_list, default=["bn", "none"], help="names also trained with AHSAR")
-    compare.add_argument("--depth", type=_positive_int, default=budget.depth)
-    compare.add_argument("--width", type=_positive_int, default=budget.width)
-    compare.add_argument("--epochs", type=_positive_int, default=budget.epochs)
-    compare.add_argument("--seeds", type=_positive_int, default=3, help="number of seeds (0..N-1)")
-    compare.add_argument("--steps", type=_positive_int, default=budget.num_steps, help="SNN time steps T")
-    compare.add_argument("--device", type=_device, default="cpu")
-    compare.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    add_training_options(compare, comparison_config(), None, "comma-separated registry names (default: all)")
+    compare.add_argument("--ahsar", type=_name_list, default=list(DEFAULT_AHSAR),
+                         help=f"names also trained with AHSAR (default {','.join(DEFAULT_AHSAR)})")
+    compare.add_argument("--out", metavar="DIR", default=None,
+                         help="also write DIR/results.json, DIR/results.csv and DIR/comparison.png")
 
-    commands.add_parser("norms", help="list the registered normalisers")
+    _add_plugin_option(commands.add_parser("norms", help="list the registered normalisers"))
     return parser
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command == "norms":
-        for name in available_norms():
-            print(f"{name:<12} {get_spec(name).summary}")
-        return 0
-    config = TrainConfig(
-        depth=args.depth, width=args.width, num_steps=args.steps, epochs=args.epochs, device=args.device
-    )
-    start = time.perf_counter()
-    if args.command == "compare":
-        from .comparison import compare_methods
-
+def _import_plugins(parser: argparse.ArgumentParser, modules) -> None:
+    for module in modules:
         try:
-            result = compare_methods(args.norms, seeds=range(args.seeds), config=config, ahsar_on=args.ahsar)
-        except ValueError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
-        if args.json:
-            print(result.to_json())
-        else:
-            print(f"digits, SNN depth {config.depth}, width {config.width}, T {config.num_steps}, {config.epochs} epochs, "
-                  f"batch {config.batch_size}, Adam lr {config.lr:g}, seeds 0..{args.seeds - 1}")
-            print(result.table())
-            print(f"finished in {time.perf_counter() - start:.0f} s")
+            importlib.import_module(module)
+        except Exception as error:  # any failure of the plugin's own code is a usage error here
+            parser.error(f"--plugin {module!r} could not be imported: {type(error).__name__}: {error}")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """Parse ``argv``, import every ``--plugin``, then check the method names against the registry.
+
+    Exits with status 2 and a message (argparse's ``error``) on any usage error.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _import_plugins(parser, args.plugin)
+    known = available_norms()
+    for option in ("norms", "ahsar"):
+        names = getattr(args, option, None) or []
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            parser.error(f"--{option}: unknown normaliser(s) {', '.join(unknown)}; registered: {', '.join(known)}")
+        if len(set(names)) != len(names):
+            parser.error(f"--{option}: a name appears twice: {','.join(names)}")
+    out = getattr(args, "out", None)
+    if out is not None and os.path.exists(out) and not os.path.isdir(out):
+        parser.error(f"--out: expected a directory (existing or to be created), got the file {out}")
+    return args
+
+
+def _print_norms() -> None:
+    for name in available_norms():
+        spec = get_spec(name)
+        kind = " (spiking only)" if spec.spiking_only or spec.circuit else ""
+        print(f"{name:<12} {spec.summary}{kind}")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.command == "norms":
+        _print_norms()
         return 0
+    budget = dict(depth=args.depth, width=args.width, num_steps=args.steps, epochs=args.epochs, device=args.device)
+    seeds = list(range(args.seeds))
+    start = time.perf_counter()
+    if getattr(args, "out", None) is not None:
+        import matplotlib
+
+        matplotlib.use("Agg")  # files only, no window
     try:
-        result = headline(args.norms, seeds=range(args.seeds), config=config, progress=args.progress)
+        if args.command == "compare":
+            config = comparison_config(**budget)
+            result = compare_methods(args.norms, seeds=seeds, config=config, ahsar_on=args.ahsar, progress=args.progress)
+            paths = save_comparison(result, args.out) if args.out is not None else None
+        else:
+            config = headline_config(**budget)
+            result = headline(args.norms, seeds=seeds, config=config, progress=args.progress)
+            paths = None
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if args.json:
         print(result.to_json())
-    else:
-        print(f"digits, depth {config.depth}, width {config.width}, T {config.num_steps}, {config.epochs} epochs, "
-              f"seeds 0..{args.seeds - 1}")
-        print(result.table())
-        print(f"finished in {time.perf_counter() - start:.0f} s")
+        return 0
+    network = "SNN " if args.command == "compare" else ""
+    print(f"digits, {network}depth {config.depth}, width {config.width}, T {config.num_steps}, {config.epochs} epochs, "
+          f"batch {config.batch_size}, Adam lr {config.lr:g}, seeds 0..{args.seeds - 1}")
+    print(result.table())
+    if paths is not None:
+        print("wrote", ", ".join(str(path) for path in paths.values()))
+    print(f"finished in {time.perf_counter() - start:.0f} s")
     return 0
 
 

@@ -39,6 +39,10 @@ class Split:
 
     Train moves the weights, validation chooses and steers (epochs, depths, controllers), and
     test is read once, at the end, to report.
+
+    >>> split = load_digits()
+    >>> split.name, split.image_shape, split.num_classes
+    ('digits', (1, 8, 8), 10)
     """
 
     name: str
@@ -55,11 +59,42 @@ class Split:
         return tuple(self.x_train.shape[1:])
 
     def sizes(self) -> dict[str, int]:
-        """Number of images in each part: ``{"train": ..., "val": ..., "test": ...}``."""
+        """Number of images in each part: ``{"train": ..., "val": ..., "test": ...}``.
+
+        >>> load_digits().sizes()
+        {'train': 1077, 'val': 360, 'test': 360}
+        """
         return {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
 
+    def subset(self, train: int, val: int, test: int) -> "Split":
+        """The first ``train``, ``val`` and ``test`` images of each part (quick examples and tests).
+
+        >>> load_digits().subset(64, 32, 32).sizes()
+        {'train': 64, 'val': 32, 'test': 32}
+        """
+        wanted = {"train": train, "val": val, "test": test}
+        for part, count in wanted.items():
+            if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= self.sizes()[part]:
+                raise ValueError(
+                    f"Split.subset: {part} must be an int in 1..{self.sizes()[part]} (the images of that part), "
+                    f"got {count!r}"
+                )
+        return Split(
+            self.name,
+            self.x_train[:train], self.y_train[:train],
+            self.x_val[:val], self.y_val[:val],
+            self.x_test[:test], self.y_test[:test],
+            self.num_classes,
+        )
+
     def loaders(self, batch_size: int = 64, seed: int = 0, eval_batch_size: int = 512):
-        """``(train, val, test)`` loaders: the training one shuffled and seeded, the others in order."""
+        """``(train, val, test)`` loaders: the training one shuffled and seeded, the others in order.
+
+        >>> train, val, test = load_digits().loaders(batch_size=32, seed=0)
+        >>> images, labels = next(iter(train))
+        >>> images.shape, labels.dtype, len(val.dataset), len(test.dataset)
+        (torch.Size([32, 1, 8, 8]), torch.int64, 360, 360)
+        """
         for value, name in ((batch_size, "batch_size"), (eval_batch_size, "eval_batch_size")):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"Split.loaders: {name} must be a positive int, got {value!r}")
@@ -89,6 +124,13 @@ def load_digits(val_fraction: float = 0.2, test_fraction: float = 0.2, seed: int
     The defaults give 60/20/20 of the 1,797 images: 1,077 to train, 360 to validate, 360 to
     test. The three parts are disjoint, each stratified by class, and the split depends on
     ``seed`` only (not on the training seed of a run).
+
+    >>> split = load_digits(seed=0)
+    >>> split.x_train.shape, float(split.x_train.min()), float(split.x_train.max())
+    (torch.Size([1077, 1, 8, 8]), 0.0, 1.0)
+    >>> counts = torch.bincount(split.y_test)               # stratified: about 36 test images per class
+    >>> int(counts.min()) >= 35 and int(counts.max()) <= 37
+    True
     """
     from sklearn.datasets import load_digits as sklearn_digits
     from sklearn.model_selection import train_test_split
@@ -129,7 +171,12 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def download_cifar10(root: str | Path) -> Path:
-    """Fetch and unpack the official CIFAR-10 python archive under ``root`` (needs a network)."""
+    """Fetch and unpack the official CIFAR-10 python archive under ``root`` (needs a network).
+
+    >>> folder = download_cifar10("data/cifar10")           # doctest: +SKIP
+    >>> sorted(p.name for p in folder.iterdir())[:2]        # doctest: +SKIP
+    ['batches.meta', 'data_batch_1']
+    """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     archive = root / "cifar-10-python.tar.gz"
@@ -155,6 +202,13 @@ def load_cifar10(
     5,000 of 50,000 by default) are held out for validation. ``limit`` keeps the first
     ``limit`` images of the training batches and of the test batch before the split (for quick
     CPU experiments).
+
+    Offline, without the archive, it says what to do:
+
+    >>> load_cifar10("no/such/folder")
+    Traceback (most recent call last):
+        ...
+    FileNotFoundError: load_cifar10: no cifar-10-batches-py folder under no/such/folder; pass download=True when online
     """
     from sklearn.model_selection import train_test_split
 
@@ -193,7 +247,15 @@ def load_cifar10(
 
 
 def load_dataset(name: str = "digits", **kwargs) -> Split:
-    """Load a data set by name: ``"digits"`` or ``"cifar10"``."""
+    """Load a data set by name: ``"digits"`` or ``"cifar10"``.
+
+    >>> load_dataset("digits").sizes()["test"]
+    360
+    >>> load_dataset("mnist")
+    Traceback (most recent call last):
+        ...
+    ValueError: load_dataset: unknown data set 'mnist'; choose from digits, cifar10
+    """
     loaders = {"digits": load_digits, "cifar10": load_cifar10}
     if name not in loaders:
         raise ValueError(f"load_dataset: unknown data set {name!r}; choose from {', '.join(loaders)}")
@@ -214,6 +276,12 @@ def synthetic_channel_batch(
     Channel ``c`` is Gaussian with mean and standard deviation spaced evenly over ``shift`` and
     ``scale`` across the channels: a stand-in for a convolution's output whose channels have
     very different offsets and gains, which is what a normaliser has to undo.
+
+    >>> x = synthetic_channel_batch(torch.Generator().manual_seed(0), batch=512, channels=3)
+    >>> x.shape
+    torch.Size([512, 3, 8, 8])
+    >>> [round(m, 1) for m in x.mean(dim=(0, 2, 3)).tolist()], [round(s, 1) for s in x.std(dim=(0, 2, 3)).tolist()]
+    ([-2.0, 0.5, 3.0], [0.2, 2.1, 4.0])
     """
     means = torch.linspace(shift[0], shift[1], channels, dtype=dtype).view(1, channels, 1, 1)
     stds = torch.linspace(scale[0], scale[1], channels, dtype=dtype).view(1, channels, 1, 1)
@@ -221,7 +289,13 @@ def synthetic_channel_batch(
 
 
 def noisy_images(x: torch.Tensor, sigma: float, seed: int = 0) -> torch.Tensor:
-    """``x`` plus seeded Gaussian noise of standard deviation ``sigma``, clamped to [0, 1]."""
+    """``x`` plus seeded Gaussian noise of standard deviation ``sigma``, clamped to [0, 1].
+
+    >>> x = torch.full((2, 1, 8, 8), 0.5)
+    >>> noisy = noisy_images(x, sigma=0.1, seed=0)
+    >>> torch.equal(noisy, noisy_images(x, sigma=0.1, seed=0)), float(noisy.min()) >= 0.0
+    (True, True)
+    """
     if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or sigma < 0:
         raise ValueError(f"noisy_images: sigma must be a non-negative number, got {sigma!r}")
     generator = torch.Generator().manual_seed(seed)

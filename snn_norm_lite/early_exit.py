@@ -22,6 +22,9 @@ def exit_step(val_accuracy_by_steps: Sequence[Sequence[float]] | torch.Tensor, t
 
     ``val_accuracy_by_steps``: accuracies in percent, ``[seeds, T]`` (or ``[T]`` for one seed),
     entry ``k - 1`` for stopping after ``k`` steps.
+
+    >>> exit_step([[80.0, 95.0, 96.5, 97.0], [82.0, 94.0, 96.0, 97.0]], tolerance=1.0)   # 2 seeds, T = 4
+    3
     """
     accuracy = torch.as_tensor(val_accuracy_by_steps, dtype=torch.float64)
     if accuracy.dim() == 1:
@@ -45,6 +48,13 @@ def accuracy_by_steps(model, x: torch.Tensor, y: torch.Tensor) -> list[float]:
     classifies with the mean over the first k steps. In evaluation every layer of the reference
     SNN is causal (LIF neurons, and normalisers with fixed per-step or shared statistics), so
     this equals running only k steps.
+
+    >>> from snn_norm_lite.models import build_snn
+    >>> _ = torch.manual_seed(0)
+    >>> model = build_snn("bntt", depth=2, width=4, num_steps=3)
+    >>> accuracies = accuracy_by_steps(model, torch.rand(20, 1, 8, 8), torch.randint(0, 10, (20,)))
+    >>> len(accuracies), all(0.0 <= a <= 100.0 for a in accuracies)
+    (3, True)
     """
     records = []
     handle = model.readout.register_forward_hook(lambda module, inputs, output: records.append(output.detach()))

@@ -64,6 +64,11 @@ def batch_set_point(layer, x: torch.Tensor, t: int | None = None) -> torch.Tenso
 
     Shape ``[C]`` for :class:`HomeostaticNorm`, ``[T, C]`` for a sequence ``[T, B, C, H, W]``
     given to :class:`TemporalHomeostaticNorm2d`, ``[1, C]`` for one step ``x_t`` with ``t``.
+
+    >>> from snn_norm_lite.norms import HomeostaticNorm
+    >>> x = torch.randn(256, 2, 4, 4, generator=torch.Generator().manual_seed(0)) * 4
+    >>> batch_set_point(HomeostaticNorm(2), x).round(decimals=2)      # about 1 / 4
+    tensor([0.2500, 0.2500])
     """
     if isinstance(layer, HomeostaticNorm):
         layer._check_input_dim(x)
@@ -90,6 +95,11 @@ def set_point_lag(layer, x: torch.Tensor, t: int | None = None) -> torch.Tensor:
 
     Reads the state and changes nothing; call it before the layer's forward pass to get the
     lag of the state that pass starts from.
+
+    >>> from snn_norm_lite.norms import HomeostaticNorm
+    >>> x = torch.randn(256, 2, 4, 4, generator=torch.Generator().manual_seed(0)) * 4
+    >>> set_point_lag(HomeostaticNorm(2), x).round(decimals=1)         # fresh state g = 1 against g* = 1/4
+    tensor([3., 3.])
     """
     target = batch_set_point(layer, x, t)
     gain, _ = layer.gain_and_bias()
@@ -104,6 +114,15 @@ class LagRecorder:
 
     Use as a context manager around training; forward passes in evaluation mode are not
     recorded. ``per_pass`` is the lag averaged over layers, one value per forward pass.
+
+    >>> from snn_norm_lite.models import build_ann
+    >>> _ = torch.manual_seed(0)
+    >>> model = build_ann("homeostatic", depth=2, width=4)
+    >>> with LagRecorder(model) as recorder:
+    ...     for _ in range(3):
+    ...         _ = model(torch.rand(16, 1, 8, 8))
+    >>> len(recorder.per_pass), recorder.per_pass[0] > recorder.per_pass[-1]   # the state catches up
+    (3, True)
     """
 
     def __init__(self, model: torch.nn.Module):
@@ -146,6 +165,12 @@ def set_point_variances(model: torch.nn.Module, x: torch.Tensor) -> list[float]:
 
     One forward pass in training mode on a copy of ``model`` (nothing of ``model`` changes):
     how large the inputs of the normalisation layers are, e.g. at initialisation.
+
+    >>> from snn_norm_lite.models import build_ann
+    >>> _ = torch.manual_seed(0)
+    >>> variances = set_point_variances(build_ann("homeostatic", depth=3, width=4), torch.rand(16, 1, 8, 8))
+    >>> len(variances), all(v > 0 for v in variances)
+    (3, True)
     """
     probe = copy.deepcopy(model).train()
     layers = [m for m in probe.modules() if isinstance(m, HOMEOSTATIC_LAYERS)]
@@ -174,6 +199,13 @@ def warm_up_state(model: torch.nn.Module, loader, passes: int = 1) -> int:
     weights stay as they are (no optimiser step). In the default mode this changes nothing that
     training reads, only the state evaluation will use; in the batch-free mode it is the
     network's starting point. The model is left in training mode.
+
+    >>> from snn_norm_lite.data import load_digits
+    >>> from snn_norm_lite.models import build_ann
+    >>> _ = torch.manual_seed(0)
+    >>> train, _, _ = load_digits().subset(64, 32, 32).loaders(batch_size=16)
+    >>> warm_up_state(build_ann("homeostatic", depth=2, width=4), train, passes=2)
+    8
     """
     if isinstance(passes, bool) or not isinstance(passes, int) or passes < 0:
         raise ValueError(f"warm_up_state: passes must be a non-negative int, got {passes!r}")
@@ -195,6 +227,13 @@ def noise_floor(model: torch.nn.Module, loader) -> float:
     layer's set point ``g*_k`` on every batch k, and returns the mean over layers, channels
     and batches of ``|mean_k(g*_k) / g*_k - 1|``: the lag of a state that sits exactly at the
     average set point.
+
+    >>> from snn_norm_lite.data import load_digits
+    >>> from snn_norm_lite.models import build_ann
+    >>> _ = torch.manual_seed(0)
+    >>> train, _, _ = load_digits().subset(64, 32, 32).loaders(batch_size=16)
+    >>> 0.0 < noise_floor(build_ann("homeostatic", depth=2, width=4), train) < 1.0
+    True
     """
     probe = copy.deepcopy(model).train()
     layers = [m for m in probe.modules() if isinstance(m, HOMEOSTATIC_LAYERS)]
@@ -227,12 +266,21 @@ def noise_floor(model: torch.nn.Module, loader) -> float:
 
 
 def convolution_weights(model: torch.nn.Module) -> list[torch.Tensor]:
-    """The weight tensor of every convolution of ``model``, in order."""
+    """The weight tensor of every convolution of ``model``, in order.
+
+    >>> from snn_norm_lite.models import build_ann
+    >>> [tuple(w.shape) for w in convolution_weights(build_ann("bn", depth=2, width=4))]
+    [(4, 1, 3, 3), (4, 4, 3, 3)]
+    """
     return [m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
 
 
 def weight_growth(before: Sequence[torch.Tensor], after: Sequence[torch.Tensor]) -> float:
-    """Mean over layers of ``||W_after|| / ||W_before||``: how much the weights' scale drifted."""
+    """Mean over layers of ``||W_after|| / ||W_before||``: how much the weights' scale drifted.
+
+    >>> weight_growth([torch.ones(3), torch.ones(2)], [2 * torch.ones(3), torch.ones(2)])   # (2 + 1) / 2
+    1.5
+    """
     if len(before) != len(after) or not before:
         raise ValueError(f"weight_growth: needs the same non-zero number of tensors, got {len(before)} and {len(after)}")
     ratios = [float(b.norm() / a.norm()) for a, b in zip(before, after)]
@@ -252,6 +300,12 @@ class BatchFreeCost:
     * ``lag`` (homeostatic variants only): per seed, the lag of every training step;
     * ``floor`` (homeostatic variants only): Summary of the noise floor after training;
     * ``models``: the first seed's trained model.
+
+    >>> from snn_norm_lite.experiments import TrainConfig
+    >>> config = TrainConfig(depth=2, width=4, num_steps=2, epochs=2, batch_size=512)
+    >>> cost = batch_free_cost(config, seeds=(0,), kinds=("ann",), variants=("homeostatic, batch-free",))
+    >>> len(cost.lag_per_epoch("ann", "homeostatic, batch-free")), cost.val_accuracy_at("ann", "homeostatic, batch-free", 2).n
+    (2, 1)
     """
 
     seeds: list[int]
@@ -297,6 +351,14 @@ def batch_free_cost(
     (:class:`LagRecorder`) and, after training, the noise floor on the training data
     (:func:`noise_floor`); a warm start runs :func:`warm_up_state` on its own loader first.
     Nothing reads the test set before the last epoch: ``fit`` measures it once, at the end.
+
+    >>> from snn_norm_lite.data import load_digits
+    >>> from snn_norm_lite.experiments import TrainConfig
+    >>> config = TrainConfig(depth=2, width=4, num_steps=2, epochs=1, batch_size=32)
+    >>> cost = batch_free_cost(config, seeds=(0,), kinds=("ann",), variants=("BatchNorm", "homeostatic"),
+    ...                        split=load_digits().subset(64, 32, 32))
+    >>> sorted(cost.accuracy["ann"]), cost.steps_per_epoch, list(cost.lag["ann"])
+    (['BatchNorm', 'homeostatic'], 2, ['homeostatic'])
     """
     from .experiments import TrainConfig, build_model
     from .norms import set_batch_free
@@ -364,7 +426,12 @@ def batch_free_cost(
 
 @dataclass
 class WarmupAgreement:
-    """How closely a normaliser matches BatchNorm after a number of warm-up batches."""
+    """How closely a normaliser matches BatchNorm after a number of warm-up batches.
+
+    >>> agreement = homeostatic_warmup(checkpoints=(0, 20), channels=4, batch=64, fresh_batches=2)
+    >>> agreement.warmup, len(agreement.max_channel_mean)
+    ([0, 20], 2)
+    """
 
     warmup: list[int]
     mean_abs_difference: list[float]  # mean |y - y_BN| on fresh batches (y: the state; y_BN: batch statistics)
@@ -386,7 +453,12 @@ def homeostatic_warmup(
 
     ``y`` is the homeostatic layer's output from its state (evaluation mode: what inference uses,
     and what batch-free training uses; the state is the same in both modes), ``y_BN`` BatchNorm's
-    training-mode output, normalised with each fresh batch's own statistics."""
+    training-mode output, normalised with each fresh batch's own statistics.
+
+    >>> agreement = homeostatic_warmup(checkpoints=(0, 50), momentum=0.1, channels=4, batch=64, fresh_batches=2)
+    >>> agreement.mean_abs_difference[1] < agreement.mean_abs_difference[0]   # the state approaches BatchNorm
+    True
+    """
     from .data import synthetic_channel_batch
 
     if list(checkpoints) != sorted(checkpoints):

@@ -78,11 +78,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checks import check_channels, check_floating, check_positive_int, check_rank
+from .sequences import merge_time, split_time
 
 
 @dataclass(frozen=True)
 class EIInitStatistics:
-    """What E-I Init measured on a layer's first batch and the scales it chose."""
+    """What E-I Init measured on a layer's first batch and the scales it chose.
+
+    >>> layer = EILinear(16, 8)
+    >>> statistics = layer.ei_init(torch.bernoulli(torch.full((4, 32, 16), 0.5), generator=torch.Generator().manual_seed(0)))
+    >>> statistics.fan_in, statistics.weight_scale > 0
+    (16, True)
+    """
 
     fan_in: int  # d
     mean: float  # Ex = mean(x)
@@ -97,6 +104,10 @@ def input_moments(x: torch.Tensor) -> tuple[float, float, float]:
 
     ``Vx`` is the unbiased variance of every input element over the N samples, averaged over
     the elements.
+
+    >>> x = torch.tensor([[0.0, 1.0], [1.0, 1.0]])           # 2 samples, 2 input elements
+    >>> input_moments(x)                                     # Ex, Ex2, Vx
+    (0.75, 0.75, 0.25)
     """
     if x.shape[0] < 2:
         raise ValueError(f"input_moments: E-I Init needs at least 2 samples, got shape {tuple(x.shape)}")
@@ -105,7 +116,12 @@ def input_moments(x: torch.Tensor) -> tuple[float, float, float]:
 
 
 def ei_init_scales(fan_in: int, mean: float, second_moment: float, variance: float) -> tuple[float, float]:
-    """E-I Init's ``(sigma, g_I)`` for input moments ``(Ex, Ex2, Vx)`` and fan-in ``d``."""
+    """E-I Init's ``(sigma, g_I)`` for input moments ``(Ex, Ex2, Vx)`` and fan-in ``d``.
+
+    >>> sigma, gain_i = ei_init_scales(fan_in=9, mean=0.5, second_moment=0.5, variance=0.25)
+    >>> round(sigma, 4), round(gain_i, 4)                    # sqrt(0.25 / (9 * 0.75)), sqrt(0.75) / (3 * 0.5)
+    (0.1925, 0.5774)
+    """
     if not mean > 0:
         raise ValueError(
             f"E-I Init: the input has mean {mean:.3g}; the inhibitory gain g_I = sqrt(Ex2 + Vx) / "
@@ -136,7 +152,13 @@ class _ScaleGradient(torch.autograd.Function):
 
 
 def scale_gradient(x: torch.Tensor, factor: float) -> torch.Tensor:
-    """``x`` unchanged, with its gradient multiplied by ``factor`` (E-I Prop: ``1 / d`` for W_EI)."""
+    """``x`` unchanged, with its gradient multiplied by ``factor`` (E-I Prop: ``1 / d`` for W_EI).
+
+    >>> x = torch.ones(3, requires_grad=True)
+    >>> scale_gradient(x, 0.25).sum().backward()
+    >>> x.grad
+    tensor([0.2500, 0.2500, 0.2500])
+    """
     return _ScaleGradient.apply(x, factor)
 
 
@@ -151,6 +173,11 @@ def stabilize_divisor(divisor: torch.Tensor, straight_through: bool = True, fall
     the replacement, the gradient of the identity). ``False``: the natural gradient of
     ``where(divisor > 0, divisor, smallest)``, which sends a replaced entry's gradient to the
     entry whose value it copied.
+
+    >>> divisor = torch.tensor([[0.0, 2.0, 0.5], [0.0, 0.0, 0.0]])
+    >>> stabilize_divisor(divisor)                           # row 0: smallest positive 0.5; row 1: fallback 1
+    tensor([[0.5000, 2.0000, 0.5000],
+            [1.0000, 1.0000, 1.0000]])
     """
     flat = divisor.flatten(1)
     positive = flat > 0
@@ -166,7 +193,7 @@ class _EICircuit(nn.Module):
     """What the linear and the convolutional E-I circuits share (see the module docstring).
 
     Subclasses provide ``weight_ee``/``weight_ie``, ``_drive`` (the two feed-forward maps on the
-    time-merged batch), ``_merge`` (input checks and layout) and ``_channel_view``.
+    time-merged batch), ``_check_layout`` (the input's rank and channels) and ``_channel_view``.
     """
 
     def __init__(
@@ -206,7 +233,11 @@ class _EICircuit(nn.Module):
     # -- parameters ------------------------------------------------------------------------
 
     def dale_parameters(self) -> list[nn.Parameter]:
-        """The parameters Dale's law keeps non-negative (every one but ``bias_e``)."""
+        """The parameters Dale's law keeps non-negative (every one but ``bias_e``).
+
+        >>> [tuple(p.shape) for p in EILinear(6, 8).dale_parameters()]    # W_EE, W_IE, W_EI, g_I, g_E
+        [(8, 6), (2, 6), (8, 2), (2,), (8,)]
+        """
         names = ("weight_ee", "weight_ie", "weight_ei", "gain_i", "gain_e")
         return [p for p in (getattr(self, n) for n in names) if p is not None]
 
@@ -216,6 +247,11 @@ class _EICircuit(nn.Module):
 
         (Ex = 1/2, Ex2 = 1/2, Vx = 1/4; a spike train at rate 1/2.) The layer is marked
         uninitialised, so with ``auto_init`` the first batch it sees replaces these values.
+
+        >>> layer = EILinear(6, 8)
+        >>> layer.reset_parameters()
+        >>> layer.initialised, bool((layer.weight_ee >= 0).all())
+        (False, True)
         """
         self._apply_ei_init(0.5, 0.5, 0.25)
         self.initialised = False
@@ -241,6 +277,12 @@ class _EICircuit(nn.Module):
         ``W_EI = 1/n_I``, ``g_E = 1``, ``b_E = 0``, ``g_I = sqrt(Ex2 + Vx) / (sqrt(d) Ex)``
         (see the module docstring), marks the layer initialised and returns the statistics.
         Raises ``ValueError`` when the input has zero mean (nothing to normalise by).
+
+        >>> _ = torch.manual_seed(0)
+        >>> layer = EIConv2d(2, 8, 3, padding=1)
+        >>> statistics = layer.ei_init(torch.rand(4, 16, 2, 6, 6))          # [T, B, C, H, W]
+        >>> layer.initialised, round(statistics.mean, 1)
+        (True, 0.5)
         """
         merged, _ = self._merge(x, one_step=x.dim() == self._sequence_rank - 1)
         statistics = self._apply_ei_init(*input_moments(merged))
@@ -261,6 +303,15 @@ class _EICircuit(nn.Module):
 
         ``x``: a sequence ``[T, B, ...]``, or one step ``[B, ...]`` when ``t`` is given (the
         circuit has no memory, so ``t`` is only checked). Output: the same leading layout.
+
+        >>> _ = torch.manual_seed(0)
+        >>> layer = EILinear(16, 8)
+        >>> x = torch.rand(4, 32, 16)                                      # [T, B, features], non-negative
+        >>> current = layer(x)                                             # E-I Init runs on this first batch
+        >>> current.shape, layer.initialised
+        (torch.Size([4, 32, 8]), True)
+        >>> layer(x[0], t=0).shape                                         # one step
+        torch.Size([32, 8])
         """
         if t is not None and (isinstance(t, bool) or not isinstance(t, int) or t < 0):
             raise TypeError(f"{type(self).__name__}: time step t must be a non-negative int, got {t!r}")
@@ -280,14 +331,22 @@ class _EICircuit(nn.Module):
             if self.stabilize:
                 shunting = stabilize_divisor(shunting, self.straight_through)
             current = view(self.gain_e.clamp(min=0)) * balanced / shunting + view(self.bias_e)
-        return current if leading is None else current.unflatten(0, leading)
+        return current if leading is None else split_time(current, leading)
 
-    def _check_non_negative(self, x: torch.Tensor) -> None:
+    def _merge(self, x: torch.Tensor, one_step: bool):
+        """Check ``x`` and return it with time merged into the batch: ``(x [T*B, ...], (T, B))``.
+
+        A single step (``one_step``) is returned as it is, with ``None`` for the leading shape.
+        """
+        name = type(self).__name__
+        check_floating(x, name)
+        self._check_layout(x, one_step)
         if x.numel() and bool(x.amin() < 0):
             raise ValueError(
                 f"{type(self).__name__}: an E-I circuit needs non-negative input (spikes, pooled spikes or "
                 f"pixel intensities in [0, 1]); got a minimum of {x.min().item():.4g}"
             )
+        return (x, None) if one_step else merge_time(x)
 
     def extra_repr(self) -> str:
         switches = ("stabilize", "straight_through", "scale_inhibitory_grad")
@@ -317,6 +376,15 @@ class EILinear(_EICircuit):
 
     Parameters: ``weight_ee [n_E, d]``, ``weight_ie [n_I, d]``, ``weight_ei [n_E, n_I]``,
     ``gain_i [n_I]``, ``gain_e [n_E]``, ``bias_e [n_E]``.
+
+    >>> _ = torch.manual_seed(0)
+    >>> layer = EILinear(16, 8)
+    >>> layer
+    EILinear(n_E=8, n_I=2, fan_in=16, not initialised)
+    >>> layer(torch.rand(4, 32, 16)).shape
+    torch.Size([4, 32, 8])
+    >>> EILinear(16, 10, output=True)(torch.rand(4, 32, 16)).shape    # the read-out: I_EE - I_sub
+    torch.Size([4, 32, 10])
     """
 
     _sequence_rank = 3
@@ -342,16 +410,13 @@ class EILinear(_EICircuit):
         self.weight_ie = nn.Parameter(torch.empty(self.num_inhibitory, in_features))
         self.reset_parameters()
 
-    def _merge(self, x: torch.Tensor, one_step: bool):
+    def _check_layout(self, x: torch.Tensor, one_step: bool) -> None:
         name = type(self).__name__
-        check_floating(x, name)
         if one_step:
             check_rank(x, (2,), name, "[B, features] (one time step)")
         else:
             check_rank(x, (3,), name, "[T, B, features] (or pass t= for one step [B, features])")
         check_channels(x, -1, self.in_features, name)
-        self._check_non_negative(x)
-        return (x, None) if one_step else (x.flatten(0, 1), x.shape[:2])
 
     def _drive(self, x, weight_ee, weight_ie):
         both = F.linear(x, torch.cat([weight_ee, weight_ie]))  # one matmul for E and I
@@ -381,6 +446,12 @@ class EIConv2d(_EICircuit):
 
     Parameters: ``weight_ee [n_E, C, kh, kw]``, ``weight_ie [n_I, C, kh, kw]``,
     ``weight_ei [n_E, n_I]``, ``gain_i [n_I]``, ``gain_e [n_E]``, ``bias_e [n_E]``.
+
+    >>> _ = torch.manual_seed(0)
+    >>> layer = EIConv2d(3, 8, 3, padding=1)
+    >>> current = layer(torch.rand(4, 16, 3, 6, 6))                   # [T, B, C, H, W] in
+    >>> current.shape, layer
+    (torch.Size([4, 16, 8, 6, 6]), EIConv2d(n_E=8, n_I=2, fan_in=27))
     """
 
     _sequence_rank = 5
@@ -423,17 +494,14 @@ class EIConv2d(_EICircuit):
         self.weight_ie = nn.Parameter(torch.empty(self.num_inhibitory, in_channels, *kernel))
         self.reset_parameters()
 
-    def _merge(self, x: torch.Tensor, one_step: bool):
+    def _check_layout(self, x: torch.Tensor, one_step: bool) -> None:
         name = type(self).__name__
-        check_floating(x, name)
         if one_step:
             check_rank(x, (4,), name, "[B, C, H, W] (one time step)")
             check_channels(x, 1, self.in_channels, name)
         else:
             check_rank(x, (5,), name, "[T, B, C, H, W] (or pass t= for one step [B, C, H, W])")
             check_channels(x, 2, self.in_channels, name)
-        self._check_non_negative(x)
-        return (x, None) if one_step else (x.flatten(0, 1), x.shape[:2])
 
     def _drive(self, x, weight_ee, weight_ie):
         both = F.conv2d(x, torch.cat([weight_ee, weight_ie]), stride=self.stride, padding=self.padding)
@@ -447,7 +515,12 @@ class EIConv2d(_EICircuit):
 
 
 def circuits(model: nn.Module) -> list[_EICircuit]:
-    """Every E-I circuit (:class:`EILinear`, :class:`EIConv2d`) in ``model``, in registration order."""
+    """Every E-I circuit (:class:`EILinear`, :class:`EIConv2d`) in ``model``, in registration order.
+
+    >>> from snn_norm_lite.models import build_snn
+    >>> [type(c).__name__ for c in circuits(build_snn("ei", depth=2, width=8, num_steps=2))]
+    ['EIConv2d', 'EIConv2d', 'EILinear']
+    """
     return [m for m in model.modules() if isinstance(m, _EICircuit)]
 
 
@@ -459,6 +532,13 @@ def enforce_dale(model: nn.Module) -> None:
     (``training.fit(..., on_step=enforce_dale)``). ``bias_e`` is left free. The parameters are
     written only when one of them is negative, so calling it at the start of a forward pass
     never invalidates a graph built earlier.
+
+    >>> model = torch.nn.Sequential(EILinear(4, 8))
+    >>> with torch.no_grad():
+    ...     _ = model[0].weight_ee.fill_(-1.0)
+    >>> enforce_dale(model)
+    >>> float(model[0].weight_ee.detach().min())
+    0.0
     """
     layers = circuits(model)
     if not layers:
@@ -478,6 +558,13 @@ def ei_init(model: nn.Module, x: torch.Tensor) -> list[EIInitStatistics]:
     layers before it (the network's prefix). Returns each layer's statistics in order.
     Use it to re-initialise a model, or on a model built with ``auto_init=False``; models
     built with the default ``auto_init=True`` do the same on the first batch they see.
+
+    >>> from snn_norm_lite.models import build_snn
+    >>> _ = torch.manual_seed(0)
+    >>> model = build_snn("ei", depth=2, width=8, num_steps=2)
+    >>> statistics = ei_init(model, torch.rand(16, 1, 8, 8))
+    >>> len(statistics), [s.fan_in for s in statistics][:2]           # layer 1 sees pixels, layer 2 spikes
+    (3, [9, 72])
     """
     layers = circuits(model)
     if not layers:
@@ -507,6 +594,14 @@ def dale_violation_share(model: nn.Module) -> float:
     training forward pass), it is the share of weights and gains the last step pushed below 0:
     what the next projection (:func:`enforce_dale`) will clamp back to 0. Right after a
     projection it is 0. A measure of how hard the optimiser pushes against Dale's law.
+
+    >>> model = torch.nn.Sequential(EILinear(4, 8))
+    >>> dale_violation_share(model)
+    0.0
+    >>> with torch.no_grad():
+    ...     _ = model[0].weight_ee.fill_(-1.0)                        # 32 of the 32 + 8 + 16 + 2 + 8 entries
+    >>> round(dale_violation_share(model), 3)
+    0.485
     """
     layers = circuits(model)
     if not layers:
@@ -525,6 +620,13 @@ def straight_through_gradient_gap(model: nn.Module, x: torch.Tensor, y: torch.Te
     The forward values are the same either way; only where a zero of ``I_div`` was replaced
     can the gradients differ (see :func:`stabilize_divisor`). Runs in evaluation mode, so the
     model is not changed (its ``.grad`` fields are not touched either); flags and mode are restored.
+
+    >>> from snn_norm_lite.models import build_snn
+    >>> _ = torch.manual_seed(0)
+    >>> model = build_snn("ei", depth=2, width=8, num_steps=2)
+    >>> x, y = torch.rand(16, 1, 8, 8), torch.randint(0, 10, (16,))
+    >>> straight_through_gradient_gap(model, x, y)                 # no divisor was zero: the same gradients
+    0.0
     """
     layers = circuits(model)
     if not layers:
@@ -567,6 +669,10 @@ def ei_current_at_init(
     reference E-I network), runs E-I Init on one batch of Bernoulli(``rate``) spike trains
     ``[num_steps, batch, channels, size, size]`` and returns the current it produces on a
     second, independent batch drawn the same way (same shape). Everything is seeded by ``seed``.
+
+    >>> current = ei_current_at_init(rate=0.2, channels=8, batch=8, num_steps=2, size=4)
+    >>> current.shape, bool(torch.isfinite(current).all())
+    (torch.Size([2, 8, 8, 4, 4]), True)
     """
     if not 0 < rate <= 1:
         raise ValueError(f"ei_current_at_init: rate must be in (0, 1], got {rate!r}")
@@ -587,6 +693,13 @@ def replace_ei_init_with_default(model) -> int:
     Dale's law (negative weights set to 0), with ``g_I = g_E = 1`` and ``b_E = 0``; its
     ``auto_init`` is switched off and it is marked initialised, so the data-dependent E-I Init
     never runs. Returns the number of circuits changed (an error if there are none).
+
+    >>> from snn_norm_lite.models import build_snn
+    >>> model = build_snn("ei", depth=2, width=8, num_steps=2)
+    >>> replace_ei_init_with_default(model)
+    3
+    >>> all(c.initialised and not c.auto_init for c in circuits(model))
+    True
     """
     layers = circuits(model)
     if not layers:

@@ -46,7 +46,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .checks import check_floating
+from .checks import check_floating, check_positive_number
 from .probes import firing_rates, per_step_statistics, spiking_layers
 
 
@@ -73,6 +73,12 @@ def current_scale(model: nn.Module, x: torch.Tensor, train_mode: bool = False) -
     runs once on ``x`` in evaluation mode, which changes nothing. With ``train_mode=True`` it
     runs in training mode, so normalisers use the batch's statistics and, as in a training
     step, move their running ones; :func:`layer_profile` measures a copy instead.
+
+    >>> from snn_norm_lite.models import build_snn
+    >>> _ = torch.manual_seed(0)
+    >>> scale = current_scale(build_snn("tdbn", depth=3, width=4, num_steps=2), torch.rand(16, 1, 8, 8), train_mode=True)
+    >>> scale.shape, torch.allclose(scale, torch.ones(3), atol=0.01)   # tdBN sets std(I) = V_th
+    (torch.Size([3]), True)
     """
     check_floating(x, "current_scale")
     stats = per_step_statistics(model, x, train_mode=train_mode)
@@ -88,6 +94,12 @@ def layer_profile(model: nn.Module, x: torch.Tensor) -> dict[str, list[float]]:
 
     ``{"scale": [std(I_l) / V_th], "rate": [firing rate]}``, measured on a copy of the model in
     training mode (normalisers use the statistics of ``x``; the model itself is not changed).
+
+    >>> from snn_norm_lite.models import build_snn
+    >>> _ = torch.manual_seed(0)
+    >>> profile = layer_profile(build_snn("bn", depth=3, width=4, num_steps=2), torch.rand(16, 1, 8, 8))
+    >>> sorted(profile), len(profile["rate"])
+    (['rate', 'scale'], 3)
     """
     scale = current_scale(copy.deepcopy(model), x, train_mode=True)
     rate = firing_rates(copy.deepcopy(model), x, train_mode=True)
@@ -110,6 +122,10 @@ def profile_at_init(
     ``norm`` is a registry name; with ``init_gain`` set the network (``norm="none"``) first
     gets :func:`threshold_scaled_init_` on the first ``samples`` training images. Measured on the
     first ``samples`` validation images, in training mode (as during the first training step).
+
+    >>> profile = profile_at_init("bn", depth=2, width=4, num_steps=2, seeds=(0,), samples=16)
+    >>> [round(s, 2) for s in profile["scale"]]                       # BatchNorm: unit standard deviation
+    [1.0, 1.0]
     """
     from .data import load_digits
     from .experiments import TrainConfig, build_model
@@ -140,12 +156,18 @@ def threshold_scaled_init_(model: nn.Module, x: torch.Tensor, gain: float = 1.0)
     ``c_l`` that multiplied each convolution's weight and bias.
 
     Only for networks without normalisers: a normaliser would undo the rescaling.
+
+    >>> from snn_norm_lite.models import build_snn
+    >>> _ = torch.manual_seed(0)
+    >>> model, x = build_snn("none", depth=3, width=4, num_steps=2), torch.rand(32, 1, 8, 8)
+    >>> factors = threshold_scaled_init_(model, x, gain=1.0)
+    >>> len(factors), torch.allclose(current_scale(model, x), torch.ones(3), atol=1e-3)
+    (3, True)
     """
     name = "threshold_scaled_init_"
     blocks = _check_blocks(model, name)
     check_floating(x, name)
-    if isinstance(gain, bool) or not isinstance(gain, (int, float)) or not gain > 0:
-        raise ValueError(f"{name}: gain must be a positive number, got {gain!r}")
+    check_positive_number(gain, "gain", name)
     for i, block in enumerate(blocks):
         if not isinstance(getattr(block, "norm", nn.Identity()), nn.Identity):
             raise ValueError(
@@ -179,6 +201,10 @@ def activity_at_init(
 
     The networks run in training mode, as during the first training step: normalisers use the
     statistics of the batch of ``samples`` validation images.
+
+    >>> rates = activity_at_init(depth=2, width=4, num_steps=2, samples=16, norms=("none", "bn"))
+    >>> sorted(rates), len(rates["bn"])
+    (['bn', 'none'], 2)
     """
     from .data import load_dataset
     from .experiments import TrainConfig, build_model

@@ -44,7 +44,11 @@ def _check_architecture(name: str, depth: int, width: int, image_size: int) -> i
 class ConvNet(nn.Module):
     """Conventional CNN: ``depth`` x (conv3x3 -> norm -> ReLU), pool, linear read-out.
 
-    Input ``[B, C, H, W]`` floats; output logits ``[B, num_classes]``.
+    Input ``[B, C, H, W]`` floats; output logits ``[B, num_classes]``. ``norm_options`` are the
+    normaliser's own hyperparameters (its ``NormSpec.options``).
+
+    >>> ConvNet("bn", depth=2, width=4)(torch.rand(5, 1, 8, 8)).shape
+    torch.Size([5, 10])
     """
 
     def __init__(
@@ -88,7 +92,12 @@ class ConvNet(nn.Module):
 
 
 class SpikingBlock(nn.Module):
-    """conv3x3 on the time-merged batch -> normalisation on the sequence -> LIF neurons."""
+    """conv3x3 on the time-merged batch -> normalisation on the sequence -> LIF neurons.
+
+    >>> block = SpikingBlock(nn.Conv2d(1, 4, 3, padding=1), nn.Identity(), MultiStepLeaky())
+    >>> block(torch.rand(3, 2, 1, 8, 8)).shape                     # [T, B, C, H, W] spikes
+    torch.Size([3, 2, 4, 8, 8])
+    """
 
     def __init__(self, conv: nn.Conv2d, norm: nn.Module, neuron: nn.Module):
         super().__init__()
@@ -105,6 +114,16 @@ class SpikingNetwork(nn.Module):
     layout), ``pool`` (applied after the first block) and ``readout`` (applied to the flattened
     spikes of every step), and the attributes ``norm_name``, ``depth``, ``width``,
     ``in_channels``, ``image_size``, ``num_steps``, ``beta``, ``threshold``.
+
+    The forward pass, for an input sequence ``x`` ``[T, B, C, H, W]`` (a static image is
+    repeated at every step: direct encoding)::
+
+        s^0 = x,   s^l = block_l(s^{l-1})  (pooled by 2 after block 1),
+        logits = (1/T) sum_t readout(flatten(s^L_t))
+
+    >>> model = build_snn("bn", depth=2, width=4, num_steps=3)
+    >>> isinstance(model, SpikingNetwork), [type(n).__name__ for n in model.neurons()]
+    (True, ['MultiStepLeaky', 'MultiStepLeaky'])
     """
 
     def as_sequence(self, x: torch.Tensor) -> torch.Tensor:
@@ -251,6 +270,12 @@ class EISpikingConvNet(SpikingNetwork):
     of the flattened spikes, averaged over the T steps. Input and output as in
     :class:`SpikingConvNet`: ``[B, C, H, W]`` (repeated at every step) or ``[T, B, C, H, W]``,
     non-negative (pixel intensities); logits ``[B, num_classes]``.
+
+    >>> model = EISpikingConvNet(depth=2, width=8, num_steps=2)
+    >>> model(torch.rand(3, 1, 8, 8)).shape          # E-I Init ran on this first batch
+    torch.Size([3, 10])
+    >>> all(circuit.initialised for circuit in model.circuits())
+    True
 
     How to train it (the design is that nothing extra is needed)::
 

@@ -29,13 +29,17 @@ import torch
 from snntorch import surrogate
 from torch import nn
 
-from .checks import check_floating, check_unit_interval
+from .checks import check_floating, check_positive_number, check_unit_interval
 
 SURROGATE_ALPHA = 2.0  # snntorch's default arctan slope
 
 
 def arctan_surrogate_grad(v: torch.Tensor, alpha: float = SURROGATE_ALPHA) -> torch.Tensor:
-    """Derivative of snntorch's arctan surrogate at ``v = u - V_th``."""
+    """Derivative of snntorch's arctan surrogate at ``v = u - V_th``.
+
+    >>> arctan_surrogate_grad(torch.tensor([0.0, 1.0]))      # alpha / 2 at the threshold, smaller away from it
+    tensor([1.0000, 0.0920])
+    """
     return (alpha / 2) / (1 + (math.pi / 2 * alpha * v) ** 2)
 
 
@@ -84,14 +88,18 @@ class MultiStepLeaky(nn.Module):
         threshold: firing threshold ``V_th`` (> 0). Stored as a buffer so controllers such as
             AHSAR can rescale it without touching any parameter.
         backend: ``"fused"`` or ``"snntorch"`` (same numbers; see the module docstring).
+
+    >>> neuron = MultiStepLeaky(beta=0.5, threshold=1.0)
+    >>> x = torch.full((4, 1, 1), 0.6)                       # [T, B, features]: a constant input current
+    >>> neuron(x).flatten()                                  # u = 0.6, 0.9, 1.05 (fires), 0.125
+    tensor([0., 0., 1., 0.])
     """
 
     def __init__(self, beta: float = 0.9, threshold: float = 1.0, backend: str = "fused"):
         super().__init__()
         name = type(self).__name__
         self.beta = check_unit_interval(beta, "beta", name, closed_low=True)
-        if not threshold > 0:
-            raise ValueError(f"{name}: threshold must be positive, got {threshold}")
+        threshold = check_positive_number(threshold, "threshold", name)
         if backend not in ("fused", "snntorch"):
             raise ValueError(f"{name}: backend must be 'fused' or 'snntorch', got {backend!r}")
         self.backend = backend

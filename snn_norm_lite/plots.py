@@ -19,14 +19,16 @@ RATE_FLOOR = 1e-4  # rates below this are drawn at the floor of a log axis (labe
 def headline_bars(result) -> plt.Figure:
     """Test accuracy of ANN and SNN for each normaliser, as grouped bars (a HeadlineResult).
 
-    Bars are means over seeds; error bars span the standard deviation over seeds.
+    Bars are means over seeds; error bars span the standard deviation over seeds. A method
+    without a conventional-network form (no ANN entry) has an SNN bar only.
     """
-    names = list(result.ann)
+    names = list(result.accuracy["snn"])
     x = np.arange(len(names))
     fig, ax = plt.subplots(figsize=(6.4, 3.4))
     for offset, kind, label, colour in ((-0.2, "ann", "ANN (ReLU)", ANN_COLOUR), (0.2, "snn", "SNN (LIF)", SNN_COLOUR)):
-        summaries = [result.accuracy[kind][n] for n in names]
-        ax.bar(x + offset, [s.mean for s in summaries], 0.4, yerr=[s.std for s in summaries], capsize=3,
+        present = [i for i, n in enumerate(names) if n in result.accuracy[kind]]
+        summaries = [result.accuracy[kind][names[i]] for i in present]
+        ax.bar(x[present] + offset, [s.mean for s in summaries], 0.4, yerr=[s.std for s in summaries], capsize=3,
                label=label, color=colour)
     ax.axhline(10, color="grey", linestyle=":", linewidth=1, label="chance (10 %)")
     ax.set_xticks(x, names)
@@ -237,7 +239,7 @@ def per_step_parameters(values, ylabel: str, title: str = "", reference: float |
     return fig
 
 
-def method_comparison(comparison, highlight: Sequence[str] | None = None) -> plt.Figure:
+def method_comparison(comparison, highlight: Sequence[str] | None = None, title: str = "") -> plt.Figure:
     """Every row of a ``comparison.MethodComparison``, side by side, in three panels.
 
     Left: test accuracy, bars at the mean over seeds with error bars of one standard deviation
@@ -245,7 +247,7 @@ def method_comparison(comparison, highlight: Sequence[str] | None = None) -> plt
     accuracy per epoch of the highlighted rows (mean over seeds). Right: firing rate of each
     layer of the trained networks on validation images (mean over seeds; rates below
     ``RATE_FLOOR`` drawn at the floor). ``highlight`` None highlights every row; names that
-    are not rows are an error.
+    are not rows are an error. ``title`` (e.g. the budget) goes above the panels.
     """
     labels = list(comparison.labels)
     chosen = labels if highlight is None else list(highlight)
@@ -271,6 +273,8 @@ def method_comparison(comparison, highlight: Sequence[str] | None = None) -> plt
         rates = _floored(comparison.mean_rates(label))
         right.plot(range(1, len(rates) + 1), rates, "o-", markersize=3, color=colours[label], label=label)
     middle.axhline(10, color="grey", linestyle=":", linewidth=1)
+    epochs = max(len(h.val_accuracy) for runs in comparison.histories.values() for h in runs)
+    middle.set_xlim(0.5, epochs + 0.5)
     middle.set_xlabel("epoch")
     middle.xaxis.set_major_locator(MaxNLocator(integer=True))
     middle.set_ylabel("validation accuracy (%), mean")
@@ -281,6 +285,8 @@ def method_comparison(comparison, highlight: Sequence[str] | None = None) -> plt
     right.xaxis.set_major_locator(MaxNLocator(integer=True))
     right.set_ylabel("firing rate after training")
     right.legend(fontsize=7, ncol=2, loc="lower left")
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
 

@@ -63,6 +63,12 @@ def firing_rates(model: nn.Module, x: torch.Tensor, layers=None, train_mode: boo
 
     ``train_mode=True`` runs the model in training mode, so normalisers use the batch's own
     statistics (and update their running ones, as a training step would).
+
+    >>> from snn_norm_lite.models import build_snn
+    >>> _ = torch.manual_seed(0)
+    >>> rates = firing_rates(build_snn("bn", depth=3, width=4, num_steps=2), torch.rand(8, 1, 8, 8))
+    >>> rates.shape, bool(((rates >= 0) & (rates <= 1)).all())
+    (torch.Size([3]), True)
     """
     layers = spiking_layers(model) if layers is None else list(layers)
     with _record(layers, keep_input=False) as records:
@@ -77,6 +83,12 @@ def per_step_statistics(model: nn.Module, x: torch.Tensor, layers=None, train_mo
     Returns a dict of tensors of shape ``[L, T]``: ``current_mean``, ``current_var`` and
     ``rate``. ``train_mode=True`` runs the model in training mode, so normalisers use the
     batch's statistics (and update their running ones, as a training step would).
+
+    >>> from snn_norm_lite.models import build_snn
+    >>> _ = torch.manual_seed(0)
+    >>> statistics = per_step_statistics(build_snn("bntt", depth=3, width=4, num_steps=2), torch.rand(8, 1, 8, 8))
+    >>> sorted(statistics), statistics["current_var"].shape           # [layers, steps]
+    (['current_mean', 'current_var', 'rate'], torch.Size([3, 2]))
     """
     layers = spiking_layers(model) if layers is None else list(layers)
     with _record(layers, keep_input=True) as records:
@@ -103,6 +115,12 @@ def gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[f
 
     Runs one forward and backward pass in training mode; the model's gradients are cleared
     before and after, so no optimiser state is touched.
+
+    >>> from snn_norm_lite.models import build_ann
+    >>> _ = torch.manual_seed(0)
+    >>> norms = gradient_norms(build_ann("bn", depth=3, width=4), torch.rand(8, 1, 8, 8), torch.randint(0, 10, (8,)))
+    >>> len(norms), all(n > 0 for n in norms)
+    (3, True)
     """
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     if not convs:
@@ -123,6 +141,15 @@ def accuracy_with_batch_statistics(model, x, y, batch_size: int, seed: int = 0, 
     output depends on the ``batch_size - 1`` others. The samples are shuffled (seeded) so batches
     mix classes, or, with ``sorted_by_class``, ordered by label so that batches hold one or two
     classes (a non-i.i.d. stream). The model is not changed.
+
+    >>> from snn_norm_lite.models import build_ann
+    >>> _ = torch.manual_seed(0)
+    >>> model = build_ann("bn", depth=2, width=4).eval()
+    >>> x, y = torch.rand(40, 1, 8, 8), torch.randint(0, 10, (40,))
+    >>> 0.0 <= accuracy_with_batch_statistics(model, x, y, batch_size=8) <= 100.0
+    True
+    >>> model.training                                               # the model itself is not changed
+    False
     """
     import copy
 

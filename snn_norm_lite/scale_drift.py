@@ -30,7 +30,11 @@ from .training import History
 
 
 def scale_drift(scales: Sequence[Sequence[float]]) -> float:
-    """``max_l |rho_l(last) / rho_l(first) - 1|`` for a trace ``scales[epoch][layer]``."""
+    """``max_l |rho_l(last) / rho_l(first) - 1|`` for a trace ``scales[epoch][layer]``.
+
+    >>> scale_drift([[1.0, 2.0], [1.5, 2.0], [1.2, 1.0]])              # layer 2 halved: drift 0.5
+    0.5
+    """
     if len(scales) < 2:
         raise ValueError(f"scale_drift: needs a trace of at least two measurements, got {len(scales)}")
     first, last = torch.as_tensor(scales[0], dtype=torch.float64), torch.as_tensor(scales[-1], dtype=torch.float64)
@@ -47,7 +51,15 @@ def _scale_now(model, x) -> list[float]:
 
 @dataclass
 class TracedRun:
-    """One trained network: its history and ``scales[epoch][layer]`` (epoch 0: before training)."""
+    """One trained network: its history and ``scales[epoch][layer]`` (epoch 0: before training).
+
+    >>> from snn_norm_lite.data import load_digits
+    >>> from snn_norm_lite.experiments import TrainConfig
+    >>> tiny, config = load_digits().subset(64, 32, 32), TrainConfig(depth=2, width=4, num_steps=2, epochs=1, batch_size=32)
+    >>> _, run = train_with_scale_trace("bn", 0, config, tiny)
+    >>> len(run.scales), run.drift >= 0                                # before training and after epoch 1
+    (2, True)
+    """
 
     history: History
     scales: list[list[float]]
@@ -72,6 +84,13 @@ def train_with_scale_trace(
     gain, computed on ``init_samples`` training images drawn with ``seed``. The scales are
     measured on the first ``probe_samples`` validation images. Without ``init_gain`` the run is
     the same as ``experiments.train_once("snn", norm, seed, config, split)``.
+
+    >>> from snn_norm_lite.data import load_digits
+    >>> from snn_norm_lite.experiments import TrainConfig
+    >>> tiny, config = load_digits().subset(64, 32, 32), TrainConfig(depth=2, width=4, num_steps=2, epochs=1, batch_size=32)
+    >>> model, run = train_with_scale_trace("none", 0, config, tiny, init_gain=1.0)
+    >>> all(abs(s - 1) < 0.05 for s in run.scales[0])                 # std(I) ~= V_th at initialisation
+    True
     """
     split = load_dataset(config.dataset) if split is None else split
     probe = split.x_val[:probe_samples]
@@ -91,7 +110,18 @@ def train_with_scale_trace(
 
 @dataclass
 class ScaleDriftResult:
-    """Per setup (a label): validation and test accuracy and drift over seeds, and the traces."""
+    """Per setup (a label): validation and test accuracy and drift over seeds, and the traces.
+
+    >>> from snn_norm_lite.data import load_digits
+    >>> from snn_norm_lite.experiments import TrainConfig
+    >>> tiny, config = load_digits().subset(64, 32, 32), TrainConfig(depth=2, width=4, num_steps=2, epochs=1, batch_size=32)
+    >>> _, run = train_with_scale_trace("bn", 0, config, tiny)
+    >>> result = ScaleDriftResult([0], {"BN": [run]}, {"BN": {"norm": "bn"}}, {}, num_test=32)
+    >>> result.drift("BN").n, len(result.mean_scales("BN"))
+    (1, 2)
+    >>> print(result.table().splitlines()[1])
+    setup                                     val %       test %        drift
+    """
 
     seeds: list[int]
     runs: dict[str, list[TracedRun]]
@@ -153,6 +183,12 @@ def scale_drift_experiment(
 
     ``setups`` maps a label to keyword arguments: ``norm`` (registry name, required),
     ``init_gain`` (optional) and any ``TrainConfig`` field to override (e.g. ``threshold``).
+
+    >>> from snn_norm_lite.experiments import TrainConfig
+    >>> config = TrainConfig(depth=2, width=4, num_steps=2, epochs=1, batch_size=512)
+    >>> result = scale_drift_experiment({"tdBN": {"norm": "tdbn"}}, seeds=(0,), config=config)
+    >>> result.seeds, list(result.runs), result.num_test
+    ([0], ['tdBN'], 360)
     """
     config = TrainConfig() if config is None else config
     seeds = list(seeds)

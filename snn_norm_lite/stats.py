@@ -33,7 +33,14 @@ MIN_SEEDS = 3  # a finding is a mean over at least this many seeds
 
 @dataclass(frozen=True)
 class Summary:
-    """Mean, sample standard deviation, minimum and maximum of one quantity over seeds."""
+    """Mean, sample standard deviation, minimum and maximum of one quantity over seeds.
+
+    >>> s = Summary.of([97.0, 98.0, 96.0])
+    >>> s.min, s.max, s.is_finding
+    (96.0, 98.0, True)
+    >>> str(Summary.of([95.5]))
+    '95.5 (1 seed)'
+    """
 
     values: tuple[float, ...]
 
@@ -82,20 +89,34 @@ class Summary:
 
 
 def one_image(num_test: int) -> float:
-    """What one test image is worth, in percentage points: ``100 / num_test``."""
+    """What one test image is worth, in percentage points: ``100 / num_test``.
+
+    >>> round(one_image(360), 3)
+    0.278
+    """
     if isinstance(num_test, bool) or not isinstance(num_test, int) or num_test < 1:
         raise ValueError(f"one_image: num_test must be a positive int, got {num_test!r}")
     return 100.0 / num_test
 
 
 def resolved(a: Summary, b: Summary, num_test: int) -> bool:
-    """True when the means of ``a`` and ``b`` differ by more than both spreads and one test image."""
+    """True when the means of ``a`` and ``b`` differ by more than both spreads and one test image.
+
+    >>> resolved(Summary.of([97.0, 97.5, 98.0]), Summary.of([93.0, 93.5, 94.0]), num_test=360)
+    True
+    """
     difference = abs(a.mean - b.mean)
     return difference > max(a.std, b.std) and difference > one_image(num_test)
 
 
 def compare_text(name_a: str, a: Summary, name_b: str, b: Summary, num_test: int) -> str:
-    """One sentence: which is higher and by how much, or that the difference is not resolved."""
+    """One sentence: which is higher and by how much, or that the difference is not resolved.
+
+    >>> compare_text("BN", Summary.of([97.0, 97.5, 98.0]), "none", Summary.of([93.0, 93.5, 94.0]), 360)
+    'BN beats none by 4.0 points (BN: 97.5 ± 0.5 (n=3); none: 93.5 ± 0.5 (n=3))'
+    >>> print(compare_text("A", Summary.of([90.0, 92.0, 94.0]), "B", Summary.of([91.0, 93.0, 95.0]), 360))
+    A (92.0 ± 2.0 (n=3)) vs B (93.0 ± 2.0 (n=3)): a difference of -1.0 points is not resolved (spread 2.0, one test image 0.28)
+    """
     difference = a.mean - b.mean
     if not resolved(a, b, num_test):
         return (

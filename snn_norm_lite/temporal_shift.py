@@ -36,7 +36,12 @@ def _check_step(step: int, steps: int, name: str, caller: str) -> None:
 
 
 def step_variance_ratio(statistics: dict, step: int = 0, late_from: int = 3) -> torch.Tensor:
-    """Per layer: ``var_step / mean(var_s for s >= late_from)`` of the input current, shape ``[L]``."""
+    """Per layer: ``var_step / mean(var_s for s >= late_from)`` of the input current, shape ``[L]``.
+
+    >>> statistics = {"current_var": torch.tensor([[0.1, 0.5, 1.0, 1.0, 1.0]])}   # one layer, T = 5
+    >>> step_variance_ratio(statistics, step=0, late_from=3)
+    tensor([0.1000])
+    """
     variance = _per_step(statistics, "current_var", "step_variance_ratio")
     steps = variance.shape[1]
     _check_step(step, steps, "step", "step_variance_ratio")
@@ -48,6 +53,10 @@ def step_mean_offset(statistics: dict, step: int | None = 0) -> torch.Tensor:
     """Per layer: ``|mean_step - mean over all steps|`` of the input current, shape ``[L]``.
 
     ``step=None`` gives, per layer, the largest offset of any step.
+
+    >>> statistics = {"current_mean": torch.tensor([[0.0, 1.0, 2.0]])}
+    >>> step_mean_offset(statistics, step=0), step_mean_offset(statistics, step=None)
+    (tensor([1.]), tensor([1.]))
     """
     mean = _per_step(statistics, "current_mean", "step_mean_offset")
     offsets = (mean - mean.mean(dim=1, keepdim=True)).abs()

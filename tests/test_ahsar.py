@@ -1,6 +1,7 @@
-"""AHSAR controller: equations by hand, untouched gradients, bounds, attach/detach, state, snntorch."""
+"""AHSAR controller: configuration, equations by hand, untouched gradients, bounds, attach/detach, state, snntorch."""
 
 import copy
+import dataclasses
 import io
 import math
 
@@ -11,9 +12,9 @@ from snntorch import surrogate
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from snn_norm_lite.ahsar import AHSAR, DEFAULTS, band_deviation, diffuse, find_spiking_layers
+from snn_norm_lite.ahsar import AHSAR, AHSARConfig, band_deviation, diffuse
 from snn_norm_lite.models import build_snn
-from snn_norm_lite.probes import firing_rates
+from snn_norm_lite.probes import firing_rates, spiking_layers
 from snn_norm_lite.training import History, fit
 
 
@@ -46,13 +47,13 @@ def _train_steps(model, steps, lr=1e-2, seed=0):
 
 
 def _thresholds(model):
-    return [layer.threshold.clone() for layer in find_spiking_layers(model)]
+    return [layer.threshold.clone() for layer in spiking_layers(model)]
 
 
 def _hand_scales(rate_history, config):
     """The fast loop written out with plain Python lists (independent of the controller's code)."""
     keys = ("target_low", "target_high", "ema", "diffusion", "strength", "width")
-    low, high, ema, D, k, w = (config[key] for key in keys)
+    low, high, ema, D, k, w = (getattr(config, key) for key in keys)
     smoothed = list(rate_history[0])
     for rates in rate_history[1:]:
         smoothed = [ema * s + (1 - ema) * r for s, r in zip(smoothed, rates)]
@@ -236,7 +237,7 @@ def test_works_on_snntorch_leaky_in_a_per_step_model():
     torch.manual_seed(0)
     model = PerStepSNN()
     controller = AHSAR(target_low=0.6, target_high=0.7).attach(model)
-    assert controller._layers == [model.lif1, model.lif2]
+    assert controller.layers == [model.lif1, model.lif2]
     spikes = {0: [], 1: []}
     model.lif1.register_forward_hook(lambda m, a, out: spikes[0].append(out[0].detach()))
     model.lif2.register_forward_hook(lambda m, a, out: spikes[1].append(out[0].detach()))
@@ -284,13 +285,17 @@ def test_errors():
         controller.reset()
     with pytest.raises(ValueError, match="not attached"):
         controller.on_epoch(_model(), None)
-    with pytest.raises(TypeError, match="no layers with a threshold"):
+    with pytest.raises(ValueError, match="no spiking layer"):
         AHSAR().attach(nn.Sequential(nn.Linear(2, 2)))
+    with pytest.raises(ValueError, match="no layers to regulate"):
+        AHSAR().attach(model, layers=[])
     learnable = nn.Sequential(snntorch.Leaky(beta=0.9, learn_threshold=True))
     with pytest.raises(TypeError, match="learns its threshold"):
         AHSAR().attach(learnable)
-    with pytest.raises(TypeError, match="unknown argument"):
+    with pytest.raises(TypeError, match=r"unknown field\(s\) \['target'\]; known: target_low, target_high, ema"):
         AHSAR(target=0.1)
+    with pytest.raises(TypeError, match="config must be an AHSARConfig"):
+        AHSAR({"ema": 0.5})
     with pytest.raises(ValueError, match="target_low <= target_high"):
         AHSAR(target_low=0.3, target_high=0.1)
     with pytest.raises(ValueError, match="strength"):
@@ -299,4 +304,95 @@ def test_errors():
         AHSAR(diffusion=0.7)
     with pytest.raises(TypeError, match="must be a number"):
         AHSAR(ema="fast")
-    assert set(controller.config) == set(DEFAULTS)
+    assert controller.config == AHSARConfig()
+
+
+# -- the configuration -------------------------------------------------------------------------
+
+# field: (its valid range as the documentation states it, values out of that range)
+NUMERIC_FIELDS = {
+    "target_low": ("[0, 1]", [-0.01, 1.5]),
+    "target_high": ("[0, 1]", [-0.01, 1.01]),
+    "ema": ("[0, 1)", [-0.1, 1.0]),
+    "diffusion": ("[0, 0.5]", [-0.1, 0.51]),
+    "strength": ("(0, 1)", [0.0, 1.0]),
+    "width": ("(0, inf)", [0.0, -0.05]),
+    "gain_rate": ("[0, inf)", [-0.01]),
+    "gain_min": ("(0, 1]", [0.0, 1.01]),
+    "gain_max": ("[1, inf)", [0.99]),
+    "energy_target": ("(0, inf) or None", [0.0, -0.1]),
+    "accuracy_weight": ("[0, inf)", [-0.1]),
+}
+FLAG_FIELDS = ("sense_in_eval", "record_history")
+
+
+def test_every_field_is_covered_by_the_validation_table():
+    assert set(NUMERIC_FIELDS) | set(FLAG_FIELDS) == {f.name for f in dataclasses.fields(AHSARConfig)}
+
+
+@pytest.mark.parametrize("name", NUMERIC_FIELDS)
+def test_config_rejects_out_of_range_and_non_finite_numbers(name):
+    valid_range, outside = NUMERIC_FIELDS[name]
+    for value in outside + [math.nan, math.inf, -math.inf]:
+        with pytest.raises(ValueError) as error:
+            AHSARConfig(**{name: value})
+        message = str(error.value)
+        assert f"AHSARConfig.{name}" in message and valid_range in message and repr(value) in message, message
+
+
+@pytest.mark.parametrize("name", NUMERIC_FIELDS)
+def test_config_rejects_numbers_of_the_wrong_type(name):
+    valid_range, _ = NUMERIC_FIELDS[name]
+    for value in ("0.1", True, [0.1], torch.tensor(0.1)):
+        with pytest.raises(TypeError) as error:
+            AHSARConfig(**{name: value})
+        message = str(error.value)
+        assert f"AHSARConfig.{name}" in message and "must be a number" in message and valid_range in message, message
+        assert type(value).__name__ in message, message
+
+
+@pytest.mark.parametrize("name", FLAG_FIELDS)
+def test_config_flags_must_be_bools(name):
+    for value in (0, 1, "yes", None):
+        with pytest.raises(TypeError, match=rf"AHSARConfig\.{name} must be a bool .*got {value!r}"):
+            AHSARConfig(**{name: value})
+    assert getattr(AHSARConfig(**{name: True}), name) is True
+
+
+def test_config_accepts_the_edges_of_each_range_and_stores_floats():
+    config = AHSARConfig(target_low=0, target_high=0, ema=0, diffusion=0.5, gain_rate=0, gain_min=1, gain_max=1,
+                         accuracy_weight=0, energy_target=None)
+    assert config.gain_max == 1.0 and isinstance(config.gain_max, float) and isinstance(config.ema, float)
+    assert AHSARConfig(energy_target=1).energy_budget == 1.0
+    assert AHSARConfig().energy_budget == pytest.approx(0.15**2)  # the middle of the default band, squared
+
+
+def test_config_needs_an_ordered_band():
+    with pytest.raises(ValueError, match=r"target_low <= target_high, got target_low=0.3, target_high=0.1"):
+        AHSARConfig(target_low=0.3, target_high=0.1)
+
+
+def test_config_is_frozen_and_replace_checks_its_changes():
+    config = AHSARConfig()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.ema = 0.5
+    changed = config.replace(ema=0.5)
+    assert changed.ema == 0.5 and config.ema == 0.9  # a copy; the original is unchanged
+    with pytest.raises(ValueError, match="AHSARConfig.ema"):
+        config.replace(ema=1.0)
+    with pytest.raises(TypeError, match="unknown field"):
+        config.replace(emma=0.5)
+    controller = AHSAR()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        controller.config.strength = 0.9
+    with pytest.raises(AttributeError):
+        controller.config = AHSARConfig(strength=0.9)  # only load_state_dict replaces it
+
+
+def test_controller_takes_a_config_and_overrides():
+    base = AHSARConfig(ema=0.5, diffusion=0.1)
+    assert AHSAR(base).config == base
+    assert AHSAR(base, diffusion=0.2).config == AHSARConfig(ema=0.5, diffusion=0.2)
+    assert AHSAR(target_low=0.1).config == AHSARConfig(target_low=0.1)
+    with pytest.raises(ValueError, match="AHSARConfig.strength"):
+        AHSAR(base, strength=2.0)

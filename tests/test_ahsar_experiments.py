@@ -58,7 +58,7 @@ def test_noisy_images_is_seeded_and_clamped():
         data.noisy_images(x, -1.0)
 
 
-def test_accuracy_on_matches_a_direct_count():
+def test_evaluate_on_tensors_matches_a_direct_count():
     seed_everything(0)
     model = experiments.build_model("snn", "bn", TrainConfig(depth=2, width=4, num_steps=2))
     x, y = torch.rand(10, 1, 8, 8), torch.randint(0, 10, (10,))

@@ -169,3 +169,32 @@ def test_registry_builds_it_and_the_network_trains():
     loss = nn.functional.cross_entropy(model(torch.rand(8, 1, 8, 8)), torch.arange(8))
     loss.backward()
     assert torch.isfinite(loss) and model.blocks[1].norm.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize(
+    "layer_class, parameters, statistics_shape",
+    [
+        ("BatchNormThroughTime2d", {"weight": (4, 3)}, (4, 3)),
+        ("TemporalEffectiveBatchNorm2d", {"weight": (3,), "bias": (3,), "time_weight": (4,)}, (3,)),
+        ("TemporalAccumulatedBatchNorm2d", {"weight": (4, 3), "bias": (4, 3), "time_weight": (4,)}, (4, 3)),
+    ],
+)
+def test_per_step_norms_share_one_base_and_keep_their_state_dict(layer_class, parameters, statistics_shape):
+    """BNTT, TEBN and TAB subclass PerStepNorm; keys, shapes and repr are those of the checkpoints."""
+    from snn_norm_lite import norms
+    from snn_norm_lite.norms.step_statistics import PerStepNorm
+
+    layer = getattr(norms, layer_class)(3, 4, eps=1e-3, momentum=0.2)
+    assert isinstance(layer, PerStepNorm)
+    expected = {name: shape for name, shape in parameters.items()}
+    expected.update(running_mean=statistics_shape, running_var=statistics_shape, num_batches_tracked=())
+    state = layer.state_dict()
+    assert list(state) == list(expected)
+    assert {name: tuple(value.shape) for name, value in state.items()} == expected
+    assert repr(layer) == f"{layer_class}(3, num_steps=4, eps=0.001, momentum=0.2)"
+    layer.running_mean.fill_(2.0)
+    layer.running_var.fill_(3.0)
+    layer.num_batches_tracked.fill_(5)
+    layer.reset_running_stats()
+    assert bool((layer.running_mean == 0).all()) and bool((layer.running_var == 1).all())
+    assert int(layer.num_batches_tracked) == 0

@@ -11,8 +11,7 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 
-from snn_norm_lite import ahsar, comparison, norms
-from snn_norm_lite import comparison, experiments, plots
+from snn_norm_lite import ahsar, comparison, experiments, norms, plots
 from snn_norm_lite.__main__ import main
 from snn_norm_lite.ahsar import AHSAR
 from snn_norm_lite.comparison import (
@@ -67,7 +66,7 @@ def test_rows_reject_bad_input(kwargs, message):
 
 def test_the_comparison_budget():
     config = comparison_config()
-    assert (config.depth, config.width, config.num_steps, config.epochs) == (6, 16, 4, 6)
+    assert (config.depth, config.width, config.num_steps, config.epochs) == (7, 16, 4, 6)
     assert (config.batch_size, config.lr, config.beta, config.threshold) == (64, 1e-3, 0.9, 1.0)
     assert comparison_config(epochs=2).epochs == 2
 
@@ -93,7 +92,9 @@ def test_compare_methods_runs_every_row_on_every_seed(small_comparison):
     assert result.best() in result.not_resolved_from_best()
     table = result.table()
     assert all(label in table for label in result.labels) and "one test image = 0.28" in table
-    assert json.loads(result.to_json())["rows"][2]["beta"] == 0.5
+    data = json.loads(result.to_json())
+    assert list(data["results"]) == result.labels and data["results"]["ei"]["beta"] == 0.5
+    assert data["config"]["depth"] == TINY.depth and data["seeds"] == [0, 1, 2] and data["num_test"] == 360
     with pytest.raises(ValueError, match="no row"):
         result.summary("tab")
 
@@ -218,17 +219,47 @@ def test_comparison_figure(small_comparison):
     assert plt.get_fignums() == []
 
 
+def test_results_timings_and_csv(small_comparison):
+    result, _ = small_comparison
+    results = result.results()
+    assert list(results) == result.labels
+    for label, entry in results.items():
+        history_seconds = [s for h in result.histories[label] for s in h.epoch_seconds]
+        assert len(history_seconds) == 3 * TINY.epochs
+        assert entry["seconds_per_epoch"] == pytest.approx(sum(history_seconds) / len(history_seconds))
+        assert entry["seeds"] == list(result.test_accuracy[label].values)
+        assert entry["val"]["seeds"] == list(result.val_accuracy[label].values)
+        assert entry["rate"] == pytest.approx(sum(result.mean_rates(label)) / TINY.depth)
+    assert "threshold_history" in results["none+ahsar"] and "threshold_history" not in results["none"]
+    lines = result.to_csv().splitlines()
+    assert lines[0].split(",") == list(result.CSV_COLUMNS)
+    assert [line.split(",")[0] for line in lines[1:]] == result.labels
+    assert "s/epoch" in result.table()
+
+
+def test_save_comparison(small_comparison, tmp_path):
+    result, _ = small_comparison
+    paths = comparison.save_comparison(result, tmp_path / "new" / "dir", highlight=["bn"])
+    assert {kind: path.name for kind, path in paths.items()} == comparison.OUTPUT_FILES
+    assert json.loads(paths["json"].read_text()) == json.loads(result.to_json())
+    assert paths["csv"].read_text() == result.to_csv()
+    assert paths["figure"].read_bytes()[:4] == b"\x89PNG"
+    assert plt.get_fignums() == []
+
+
 def test_command_line_compare(capsys):
     code = main(["compare", "--norms", "none,bn", "--ahsar", "bn", "--depth", "1", "--width", "4", "--epochs", "1",
                  "--steps", "2", "--seeds", "3", "--json"])
     assert code == 0
     result = json.loads(capsys.readouterr().out)
-    assert [row["label"] for row in result["rows"]] == ["none", "bn", "bn+ahsar"]
-    assert len(result["test_accuracy"]["bn+ahsar"]["seeds"]) == 3
+    assert list(result["results"]) == ["none", "bn", "bn+ahsar"]
+    assert len(result["results"]["bn+ahsar"]["seeds"]) == 3 and result["results"]["bn+ahsar"]["ahsar"]
 
 
 def test_command_line_compare_reports_bad_rows(capsys):
-    assert main(["compare", "--norms", "bn,bn", "--depth", "1", "--width", "4", "--epochs", "1", "--steps", "2"]) == 2
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", "--norms", "bn,bn", "--depth", "1", "--width", "4", "--epochs", "1", "--steps", "2"])
+    assert exit_info.value.code == 2
     assert "appears twice" in capsys.readouterr().err
 
 

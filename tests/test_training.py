@@ -144,16 +144,17 @@ def test_depth_sweep_chooses_the_collapse_depth_on_validation_data():
     assert sweep.accuracy["snn"] == [90.0, 50.0, 10.0]
 
 
-def test_headline_rejects_spiking_only_names():
-    from snn_norm_lite.norms import NormSpec, register
-    from snn_norm_lite.norms.registry import _REGISTRY
+def test_headline_gives_spiking_only_names_an_snn_row_only():
+    from snn_norm_lite.norms import NormSpec, register, unregister
 
-    register(NormSpec("test-only", "spiking only", lambda c, t: torch.nn.Identity(), spiking_only=True))
+    register(NormSpec("test-only", "spiking only", lambda c, t, **neuron: torch.nn.Identity(), spiking_only=True))
     try:
-        with pytest.raises(ValueError, match="no conventional-network form"):
-            experiments.headline(norms=("none", "test-only"))
+        config = experiments.TrainConfig(depth=1, width=4, num_steps=2, epochs=1)
+        result = experiments.headline(norms=("none", "test-only"), seeds=(0,), config=config)
+        assert list(result.accuracy["ann"]) == ["none"] and list(result.accuracy["snn"]) == ["none", "test-only"]
+        assert "test-only" not in result.gap("ann") and "test-only" in result.gap("snn")
     finally:
-        del _REGISTRY["test-only"]
+        unregister("test-only")
 
 
 def test_batch_statistics_accuracy_and_batch_free_switch():

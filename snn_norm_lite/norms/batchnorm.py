@@ -17,6 +17,7 @@ from torch import nn
 
 from .registry import NormSpec, register
 from ..checks import check_channels, check_floating, check_rank
+from ..sequences import over_time
 
 
 class SequenceBatchNorm2d(nn.BatchNorm2d):
@@ -26,6 +27,15 @@ class SequenceBatchNorm2d(nn.BatchNorm2d):
     (PyTorch's convention: biased variance in the forward pass, unbiased one in
     ``running_var``). Needs the whole sequence in training: a single step would give
     statistics of that step only, which is a different method (see BNTT).
+
+    >>> _ = torch.manual_seed(0)
+    >>> bn = SequenceBatchNorm2d(3)
+    >>> x = torch.randn(4, 8, 3, 5, 5) * 3 + 1                  # [T, B, C, H, W]
+    >>> y = bn(x).detach()
+    >>> y.shape
+    torch.Size([4, 8, 3, 5, 5])
+    >>> y.mean(dim=(0, 1, 3, 4)).abs().max() < 1e-5             # statistics over (T, B, H, W)
+    tensor(True)
     """
 
     def _check_sequence(self, x: torch.Tensor) -> None:
@@ -36,9 +46,7 @@ class SequenceBatchNorm2d(nn.BatchNorm2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_sequence(x)
-        steps, batch = x.shape[:2]
-        y = super().forward(x.flatten(0, 1))
-        return y.unflatten(0, (steps, batch))
+        return over_time(super().forward, x)
 
 
 
@@ -53,6 +61,15 @@ def fold_batchnorm_into_conv(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
         W' = W * s   (per output channel),     b' = (b - running_mean) * s + bias_bn
 
     Inference then costs one convolution and no normalisation at all.
+
+    >>> _ = torch.manual_seed(0)
+    >>> conv, bn = nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3)
+    >>> _ = bn(conv(torch.randn(16, 2, 6, 6)))                   # one training batch: running statistics
+    >>> bn.eval()
+    BatchNorm2d(...)
+    >>> x = torch.randn(4, 2, 6, 6)
+    >>> torch.allclose(fold_batchnorm_into_conv(conv, bn)(x), bn(conv(x)), atol=1e-5)
+    True
     """
     if not isinstance(conv, nn.Conv2d) or not isinstance(bn, nn.BatchNorm2d):
         raise TypeError(
@@ -95,6 +112,16 @@ def fold_batchnorms(model: nn.Module) -> nn.Module:
     ``nn.Sequential`` is replaced by the folded convolution and an ``nn.Identity``.
 
     The copy is in evaluation mode and computes what ``model.eval()`` computes.
+
+    >>> _ = torch.manual_seed(0)
+    >>> model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU())
+    >>> _ = model(torch.randn(16, 1, 6, 6))                      # training mode: running statistics
+    >>> folded = fold_batchnorms(model)
+    >>> folded[1]
+    Identity()
+    >>> x = torch.randn(2, 1, 6, 6)
+    >>> torch.allclose(folded(x), model.eval()(x), atol=1e-5)
+    True
     """
     import copy
 

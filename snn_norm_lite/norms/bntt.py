@@ -28,21 +28,16 @@ import torch
 from torch import nn
 
 from .registry import NormSpec, register
-from ..checks import check_positive_int
-from .step_statistics import (
-    apply_per_step_affine,
-    check_enough_values,
-    check_eps_and_momentum,
-    check_layer_input,
-    normalise_per_step,
-    unbiased,
-    update_running,
-    values_per_step_and_channel,
-)
+from .step_statistics import PerStepNorm, apply_per_step_affine, normalise_per_step, unbiased, update_running
 
 
 def bntt_coefficients(eps: float):
-    """BNTT as per-step coefficients: ``scale = gamma_t / sqrt(var_t + eps)``, ``center = mu_t``, no bias."""
+    """BNTT as per-step coefficients: ``scale = gamma_t / sqrt(var_t + eps)``, ``center = mu_t``, no bias.
+
+    >>> scale, center, bias = bntt_coefficients(0.0)(torch.tensor([[1.0]]), torch.tensor([[4.0]]), torch.tensor([[3.0]]))
+    >>> scale, center, bias
+    (tensor([[1.5000]]), tensor([[1.]]), 0.0)
+    """
 
     def coefficients(step_mean, step_var, weight):
         return weight * torch.rsqrt(step_var + eps), step_mean, 0.0
@@ -50,7 +45,7 @@ def bntt_coefficients(eps: float):
     return coefficients
 
 
-class BatchNormThroughTime2d(nn.Module):
+class BatchNormThroughTime2d(PerStepNorm):
     """One BatchNorm per time step with a per-step gain and no bias (BNTT).
 
     ``y_t = weight[t] * (x_t - mu_t) / sqrt(var_t + eps)``, statistics of step t over (B, H, W)
@@ -66,34 +61,28 @@ class BatchNormThroughTime2d(nn.Module):
         momentum: weight of the newest batch in the running statistics, in (0, 1].
 
     Shapes: ``weight``, ``running_mean``, ``running_var``: ``[num_steps, num_features]``.
+
+    >>> _ = torch.manual_seed(0)
+    >>> bntt = BatchNormThroughTime2d(3, num_steps=4)
+    >>> bntt
+    BatchNormThroughTime2d(3, num_steps=4, eps=1e-05, momentum=0.1)
+    >>> x = torch.randn(4, 8, 3, 5, 5) * torch.arange(1.0, 5.0).view(4, 1, 1, 1, 1)  # spread grows with t
+    >>> y = bntt(x).detach()
+    >>> y.std(dim=(1, 2, 3, 4)).round(decimals=2)        # every step: unit spread
+    tensor([1., 1., 1., 1.])
+    >>> bntt.eval()(x[2], t=2).shape                     # one step at a time
+    torch.Size([8, 3, 5, 5])
     """
 
     def __init__(self, num_features: int, num_steps: int, eps: float = 1e-5, momentum: float = 0.1):
-        super().__init__()
-        name = type(self).__name__
-        self.num_features = check_positive_int(num_features, "num_features", name)
-        self.num_steps = check_positive_int(num_steps, "num_steps", name)
-        self.eps, self.momentum = check_eps_and_momentum(eps, momentum, name)
+        super().__init__(num_features, num_steps, eps, momentum, statistics_per_step=True)
         self.weight = nn.Parameter(torch.ones(num_steps, num_features))
-        self.register_buffer("running_mean", torch.zeros(num_steps, num_features))
-        self.register_buffer("running_var", torch.ones(num_steps, num_features))
-        self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
-
-    def extra_repr(self) -> str:
-        return f"{self.num_features}, num_steps={self.num_steps}, eps={self.eps}, momentum={self.momentum}"
-
-    def reset_running_stats(self) -> None:
-        self.running_mean.zero_()
-        self.running_var.fill_(1.0)
-        self.num_batches_tracked.zero_()
 
     def forward(self, x: torch.Tensor, t: int | None = None) -> torch.Tensor:
-        name = type(self).__name__
-        x, rows = check_layer_input(x, t, self.num_features, self.num_steps, name, self.weight)
+        x, rows = self._check_input(x, t)
         weight = self.weight[rows]
         if self.training:
-            count = values_per_step_and_channel(x)
-            check_enough_values(count, name)
+            count = self._training_count(x)
             y, step_mean, step_var = normalise_per_step(x, bntt_coefficients(self.eps), weight)
             update_running(self.running_mean[rows], step_mean, self.momentum)
             update_running(self.running_var[rows], unbiased(step_var, count), self.momentum)

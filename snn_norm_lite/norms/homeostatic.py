@@ -83,12 +83,16 @@ from ..checks import (
     check_positive_int,
     check_rank,
     check_step_index,
-    check_unit_interval,
 )
+from .step_statistics import check_eps_and_momentum
 
 
 def gain_and_bias(running_mean: torch.Tensor, running_var: torch.Tensor, eps: float):
-    """Homeostatic gain and bias from BatchNorm-style buffers: ``g = 1/sqrt(var+eps)``, ``b = -mean*g``."""
+    """Homeostatic gain and bias from BatchNorm-style buffers: ``g = 1/sqrt(var+eps)``, ``b = -mean*g``.
+
+    >>> gain_and_bias(torch.tensor([2.0]), torch.tensor([4.0]), eps=0.0)
+    (tensor([0.5000]), tensor([-1.]))
+    """
     gain = torch.rsqrt(running_var + eps)
     return gain, -running_mean * gain
 
@@ -98,6 +102,11 @@ def homeostatic_update(running_mean, running_var, batch_mean, batch_var, eps: fl
 
     Updates ``running_mean`` and ``running_var`` in place and returns nothing. All tensors have
     the same shape (one entry per channel, or per step and channel).
+
+    >>> running_mean, running_var = torch.zeros(1), torch.ones(1)      # g = 1, b = 0
+    >>> homeostatic_update(running_mean, running_var, torch.tensor([2.0]), torch.tensor([4.0]), eps=0.0, eta=0.5)
+    >>> gain_and_bias(running_mean, running_var, eps=0.0)              # halfway to g* = 0.5, b* = -1
+    (tensor([0.7500]), tensor([-0.5000]))
     """
     gain_old, bias_old = gain_and_bias(running_mean, running_var, eps)
     gain_target, bias_target = gain_and_bias(batch_mean, batch_var, eps)
@@ -142,6 +151,18 @@ class HomeostaticNorm(_NormBase):
         batch_free: False (default) normalises training batches with their own statistics, as
             BatchNorm does (gradients flow through them); True normalises with the homeostatic
             state in training too. Evaluation uses the state in both modes.
+
+    >>> _ = torch.manual_seed(0)
+    >>> norm = HomeostaticNorm(3, momentum=0.5)
+    >>> for _ in range(20):                                   # the state settles on the data's scale
+    ...     _ = norm(torch.randn(64, 3, 4, 4) * 4 + 2)
+    >>> gain, bias = norm.gain_and_bias()
+    >>> torch.allclose(gain, torch.full((3,), 1 / 4), atol=0.02)   # 1 / std
+    True
+    >>> torch.allclose(bias, torch.full((3,), -2 / 4), atol=0.05)  # -mean / std
+    True
+    >>> norm.eval()(torch.randn(5, 3, 4, 4)).shape            # evaluation: the state, no batch statistics
+    torch.Size([5, 3, 4, 4])
     """
 
     def __init__(
@@ -153,9 +174,7 @@ class HomeostaticNorm(_NormBase):
         batch_free: bool = False,
     ):
         check_positive_int(num_features, "num_features", type(self).__name__)
-        check_unit_interval(momentum, "momentum", type(self).__name__)
-        if eps <= 0:
-            raise ValueError(f"{type(self).__name__}: eps must be positive, got {eps}")
+        eps, momentum = check_eps_and_momentum(eps, momentum, type(self).__name__)
         super().__init__(num_features, eps=eps, momentum=momentum, affine=affine, track_running_stats=True)
         self.batch_free = bool(batch_free)
 
@@ -210,6 +229,15 @@ class TemporalHomeostaticNorm2d(nn.Module):
     has the meaning it has in :class:`HomeostaticNorm`: by default the training forward pass
     normalises step t with the batch statistics of step t (BNTT's statistics, with one affine
     shared over time instead of BNTT's per-step gain), and evaluation uses the per-step state.
+
+    >>> _ = torch.manual_seed(0)
+    >>> norm = TemporalHomeostaticNorm2d(3, num_steps=4)
+    >>> x = torch.randn(4, 8, 3, 5, 5)
+    >>> whole = norm(x)
+    >>> norm.running_mean.shape
+    torch.Size([4, 3])
+    >>> norm.eval()(x[1], 1).shape                            # one step inside a time loop
+    torch.Size([8, 3, 5, 5])
     """
 
     def __init__(
@@ -225,9 +253,7 @@ class TemporalHomeostaticNorm2d(nn.Module):
         name = type(self).__name__
         check_positive_int(num_features, "num_features", name)
         check_positive_int(num_steps, "num_steps", name)
-        check_unit_interval(momentum, "momentum", name)
-        if eps <= 0:
-            raise ValueError(f"{name}: eps must be positive, got {eps}")
+        eps, momentum = check_eps_and_momentum(eps, momentum, name)
         self.num_features = num_features
         self.num_steps = num_steps
         self.eps = eps

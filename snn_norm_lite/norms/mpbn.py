@@ -86,7 +86,7 @@ from torch import nn
 
 from .batchnorm import SequenceBatchNorm2d
 from .registry import NormSpec, register
-from ..checks import check_channels, check_floating, check_positive_int, check_unit_interval
+from ..checks import check_channels, check_floating, check_positive_int, check_positive_number, check_unit_interval
 from ..neurons import SURROGATE_ALPHA, arctan_surrogate_grad
 from .step_statistics import check_enough_values, check_eps_and_momentum, check_same_dtype
 
@@ -110,6 +110,10 @@ def tanh_window_surrogate_grad(
     With ``z = v / (2 theta)``: ``k (1 - tanh^2(k (z - 1/2))) / (2 tanh(k / 2)) / (2 theta)`` for
     ``0 <= z <= 1`` and 0 outside (the derivative of its smooth spike, clipped to that window).
     For theta = 0.5 (the public code's ``BN(u) / V_th > 0.5`` with ``V_th = 1``) ``z = v``.
+
+    >>> grad = tanh_window_surrogate_grad(torch.tensor([-0.1, 0.5, 1.5]), 0.5)
+    >>> grad[0].item(), grad[1].item() > 0, grad[2].item()      # zero outside the window 0 <= v <= 2 theta
+    (0.0, True, 0.0)
     """
     scale = 2.0 * threshold
     z = v / scale
@@ -212,12 +216,6 @@ def _check_sequence(x: torch.Tensor, num_features: int, reference: torch.Tensor,
     check_same_dtype(x, reference, layer)
 
 
-def _check_threshold(threshold, layer: str) -> float:
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not threshold > 0:
-        raise ValueError(f"{layer}: threshold must be a positive number, got {threshold!r}")
-    return float(threshold)
-
-
 def _membrane_step(
     x_t: torch.Tensor, u: torch.Tensor, spikes: torch.Tensor, beta: float, threshold: float, reset: str = "subtract"
 ):
@@ -256,6 +254,16 @@ class MPBNLeaky(nn.Module):
             flows through the spike in the reset term.
 
     :meth:`official` builds the configuration of the public code (see the module docstring).
+
+    >>> _ = torch.manual_seed(0)
+    >>> neuron = MPBNLeaky(3, beta=0.9, threshold=1.0)
+    >>> neuron.extra_repr()
+    '3, beta=0.9, threshold=1'
+    >>> spikes = neuron(torch.randn(4, 8, 3, 5, 5))            # [T, B, C, H, W] currents in
+    >>> spikes.shape, bool(((spikes == 0) | (spikes == 1)).all())
+    (torch.Size([4, 8, 3, 5, 5]), True)
+    >>> MPBNLeaky.official(3).extra_repr()
+    "3, beta=0.25, threshold=0.5, reset='zero', surrogate='tanh_window', detach_reset=False"
     """
 
     def __init__(
@@ -280,7 +288,7 @@ class MPBNLeaky(nn.Module):
             raise TypeError(f"{name}: detach_reset must be a bool, got {type(detach_reset).__name__}")
         self.detach_reset = detach_reset
         self.membrane_norm = nn.BatchNorm2d(num_features, eps=eps, momentum=momentum)
-        self.register_buffer("threshold", torch.tensor(_check_threshold(threshold, name)))
+        self.register_buffer("threshold", torch.tensor(check_positive_number(threshold, "threshold", name)))
 
     @classmethod
     def official(cls, num_features: int, eps: float = 1e-5, momentum: float = 0.1) -> "MPBNLeaky":
@@ -300,7 +308,12 @@ class MPBNLeaky(nn.Module):
         return text
 
     def membrane_affine(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The evaluation-mode BatchNorm as ``BN(u) = scale * u + shift`` (per channel, ``[C]`` each)."""
+        """The evaluation-mode BatchNorm as ``BN(u) = scale * u + shift`` (per channel, ``[C]`` each).
+
+        >>> scale, shift = MPBNLeaky(2).membrane_affine()            # fresh BatchNorm: BN(u) ~= u
+        >>> scale.detach().round(decimals=4), shift.detach()
+        (tensor([1., 1.]), tensor([0., 0.]))
+        """
         bn = self.membrane_norm
         scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
         return scale, bn.bias - bn.running_mean * scale
@@ -330,6 +343,12 @@ class MPBNLeaky(nn.Module):
         step's batch statistics (which also updates the running statistics), the spike with the
         chosen surrogate. ``forward`` uses it for non-default options; with the default ones it
         gives the fused node's spikes, gradients and running statistics.
+
+        >>> _ = torch.manual_seed(0)
+        >>> x = torch.randn(3, 8, 2, 4, 4)
+        >>> fused, looped = MPBNLeaky(2), MPBNLeaky(2)
+        >>> torch.equal(fused(x), looped.forward_per_step(x))
+        True
         """
         name = type(self).__name__
         bn = self.membrane_norm
@@ -362,6 +381,10 @@ class MPBNLeaky(nn.Module):
 
         Uses the running statistics: the result equals ``self.eval()`` spike for spike (not the
         training-mode neuron, which normalises with batch statistics). See :func:`exact_fold`.
+
+        >>> folded = MPBNLeaky(2, threshold=1.0).fold()             # fresh statistics: fires at u > ~1
+        >>> folded.fire_threshold.round(decimals=3), folded.fire_direction
+        (tensor([1., 1.]), tensor([1., 1.]))
         """
         scale, shift = self.membrane_affine()
         fire_threshold, fire_direction = exact_fold(scale, shift, self.threshold)
@@ -376,6 +399,13 @@ def use_official_neurons(model: nn.Module) -> int:
     The new neurons start with a fresh membrane BatchNorm (gain 1, shift 0, running statistics
     0 and 1), as a network built with them would; nothing random is drawn, so a seeded network
     keeps every other weight. Returns how many were replaced (an error if none).
+
+    >>> from snn_norm_lite.models import build_snn
+    >>> model = build_snn("mpbn", depth=2, width=4, num_steps=2)
+    >>> use_official_neurons(model)
+    2
+    >>> model.blocks[0].neuron.beta
+    0.25
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"use_official_neurons: expected an nn.Module, got {type(model).__name__}")
@@ -398,6 +428,14 @@ def fold_formula(neuron: MPBNLeaky) -> tuple[torch.Tensor, torch.Tensor]:
     Computed in float64; ``V~`` is ``nan``/``inf`` where gamma is 0 (those channels fire always
     or never, see the module docstring). :func:`exact_fold` gives the float threshold that
     reproduces the unfolded comparison exactly.
+
+    >>> neuron = MPBNLeaky(2, threshold=1.0).eval()
+    >>> with torch.no_grad():
+    ...     _ = neuron.membrane_norm.running_mean.fill_(3.0)
+    ...     _ = neuron.membrane_norm.running_var.fill_(4.0 - 1e-5)
+    >>> folded, direction = fold_formula(neuron)                  # V~ = (1 - 0) * 2 / 1 + 3
+    >>> [round(v, 6) for v in folded.tolist()], direction.tolist()
+    ([5.0, 5.0], [1.0, 1.0])
     """
     bn = neuron.membrane_norm
     gamma = bn.weight.detach().double()
@@ -444,6 +482,15 @@ def exact_fold(scale: torch.Tensor, shift: torch.Tensor, threshold: torch.Tensor
     ``shift``: ``fire_threshold = -inf`` (always fire) if ``shift > threshold``, else ``+inf``
     (never). Thresholds of ``+-inf`` also appear where the comparison never changes over the
     finite floats.
+
+    >>> scale, shift = torch.tensor([0.5, -2.0]), torch.tensor([0.0, 1.0])
+    >>> fire_threshold, fire_direction = exact_fold(scale, shift, torch.tensor(1.0))
+    >>> fire_direction
+    tensor([ 1., -1.])
+    >>> u = torch.linspace(-5, 5, 1001).unsqueeze(1)              # fires above 2, and below 0
+    >>> folded = torch.where(fire_direction > 0, u > fire_threshold, u < fire_threshold)
+    >>> torch.equal(folded, u * scale + shift > 1.0)
+    True
     """
     dtype = scale.dtype
     if dtype not in (torch.float32, torch.float64):
@@ -497,6 +544,14 @@ class FoldedMPBNLeaky(nn.Module):
         beta: membrane decay per step.
         threshold: the reset ``V_th`` subtracted from the raw membrane after a spike.
         reset: ``"subtract"`` or ``"zero"``, as the neuron it was folded from.
+
+    >>> _ = torch.manual_seed(0)
+    >>> neuron = MPBNLeaky(3)
+    >>> _ = neuron(torch.randn(4, 8, 3, 5, 5))                    # a training pass: running statistics
+    >>> _ = neuron.eval()
+    >>> x = torch.randn(4, 2, 3, 5, 5)
+    >>> torch.equal(neuron.fold()(x), neuron(x))                  # spike for spike
+    True
     """
 
     def __init__(
@@ -521,7 +576,7 @@ class FoldedMPBNLeaky(nn.Module):
         self.beta = check_unit_interval(beta, "beta", name, closed_low=True)
         self.register_buffer("fire_threshold", fire_threshold.detach().clone())
         self.register_buffer("fire_direction", fire_direction.detach().clone().to(fire_threshold.dtype))
-        self.register_buffer("threshold", torch.tensor(_check_threshold(threshold, name), dtype=fire_threshold.dtype))
+        self.register_buffer("threshold", torch.tensor(check_positive_number(threshold, "threshold", name), dtype=fire_threshold.dtype))
 
     def extra_repr(self) -> str:
         below = int((self.fire_direction < 0).sum())

@@ -25,13 +25,21 @@ An entry says how to build the layer that sits between a convolution and its neu
 
 Example, a plugin (any module can do this; the test suite does it from a test file):
 
+>>> import torch
 >>> from torch import nn
 >>> from snn_norm_lite.norms import NormSpec, build_norm, register, unregister
->>> spec = register(NormSpec("groupnorm4", "GroupNorm with 4 groups, time merged into the batch",
-...                          lambda num_features, num_steps, **neuron: nn.GroupNorm(4, num_features)))
->>> build_norm("groupnorm4", 16)
-GroupNorm(4, 16, eps=1e-05, affine=True)
+>>> from snn_norm_lite.sequences import over_time
+>>> class StepGroupNorm(nn.GroupNorm):          # GroupNorm on every step of [T, B, C, H, W]
+...     def forward(self, x):
+...         return over_time(super().forward, x) if x.dim() == 5 else super().forward(x)
+>>> spec = register(NormSpec("groupnorm4", "GroupNorm with 4 groups on every time step",
+...                          lambda num_features, num_steps, **neuron: StepGroupNorm(4, num_features)))
+>>> build_norm("groupnorm4", 16, num_steps=3)(torch.randn(3, 2, 16, 8, 8)).shape
+torch.Size([3, 2, 16, 8, 8])
 >>> unregister("groupnorm4")
+
+``examples/step_groupnorm.py`` in the repository is the same method as a module, with its
+equation and an option; the README walks through adding a method.
 """
 
 from __future__ import annotations
@@ -48,7 +56,16 @@ NEURON_DEFAULTS = {"threshold": 1.0, "beta": 0.9}  # the book's LIF neuron
 
 @dataclass(frozen=True)
 class NormSpec:
-    """What the registry knows about one method (see the module docstring for each field)."""
+    """What the registry knows about one method (see the module docstring for each field).
+
+    >>> spec = NormSpec("scaled", "multiply by 2", lambda num_features, num_steps, **neuron: nn.Identity())
+    >>> spec.spiking_only, spec.options
+    (False, ())
+    >>> NormSpec("two words", "bad name", lambda *args, **kwargs: nn.Identity())
+    Traceback (most recent call last):
+        ...
+    ValueError: NormSpec: name must be a non-empty str without commas or spaces, got 'two words'
+    """
 
     name: str
     summary: str
@@ -78,7 +95,17 @@ _REGISTRY: dict[str, NormSpec] = {}
 
 
 def register(spec: NormSpec) -> NormSpec:
-    """Add a method to the registry and return its spec; a name can be registered only once."""
+    """Add a method to the registry and return its spec; a name can be registered only once.
+
+    >>> spec = register(NormSpec("demo_identity", "no-op", lambda num_features, num_steps, **neuron: nn.Identity()))
+    >>> "demo_identity" in available_norms()
+    True
+    >>> register(spec)
+    Traceback (most recent call last):
+        ...
+    ValueError: normaliser 'demo_identity' is already registered
+    >>> unregister("demo_identity")
+    """
     if not isinstance(spec, NormSpec):
         raise TypeError(f"register: expected a NormSpec, got {type(spec).__name__}")
     if spec.name in _REGISTRY:
@@ -88,7 +115,13 @@ def register(spec: NormSpec) -> NormSpec:
 
 
 def unregister(name: str) -> None:
-    """Remove a method from the registry (a plugin's, e.g. at the end of a test)."""
+    """Remove a method from the registry (a plugin's, e.g. at the end of a test).
+
+    >>> _ = register(NormSpec("demo_plugin", "no-op", lambda num_features, num_steps, **neuron: nn.Identity()))
+    >>> unregister("demo_plugin")
+    >>> "demo_plugin" in available_norms()
+    False
+    """
     get_spec(name)
     del _REGISTRY[name]
 
@@ -97,6 +130,11 @@ def available_norms(kind: str | None = None) -> list[str]:
     """Names of the registered methods, in registration order.
 
     ``kind="ann"``: only those with a conventional-network form; ``kind="snn"`` or None: all.
+
+    >>> available_norms("ann")[:3]
+    ['none', 'bn', 'homeostatic']
+    >>> "tdbn" in available_norms("ann"), "tdbn" in available_norms("snn")
+    (False, True)
     """
     if kind not in (None, "ann", "snn"):
         raise ValueError(f"available_norms: kind must be None, 'ann' or 'snn', got {kind!r}")
@@ -106,7 +144,15 @@ def available_norms(kind: str | None = None) -> list[str]:
 
 
 def get_spec(name: str) -> NormSpec:
-    """The registry entry for ``name``; ``ValueError`` listing the known names otherwise."""
+    """The registry entry for ``name``; ``ValueError`` listing the known names otherwise.
+
+    >>> get_spec("tdbn").options
+    ('alpha',)
+    >>> get_spec("batchnorm")
+    Traceback (most recent call last):
+        ...
+    ValueError: unknown normaliser 'batchnorm'; registered: ...
+    """
     if not isinstance(name, str):
         raise TypeError(f"normaliser name must be a str, got {type(name).__name__}")
     try:
@@ -116,7 +162,14 @@ def get_spec(name: str) -> NormSpec:
 
 
 def check_options(spec: NormSpec, options: dict) -> None:
-    """Refuse options the method does not declare (nothing is silently ignored)."""
+    """Refuse options the method does not declare (nothing is silently ignored).
+
+    >>> check_options(get_spec("tdbn"), {"alpha": 0.7})
+    >>> check_options(get_spec("bntt"), {"alpha": 0.7})
+    Traceback (most recent call last):
+        ...
+    ValueError: normaliser 'bntt' has no option(s) ['alpha']; its options: none
+    """
     unknown = sorted(set(options) - set(spec.options))
     if unknown:
         allowed = ", ".join(spec.options) if spec.options else "none"
@@ -139,7 +192,9 @@ def build_norm(
     method's own hyperparameters (only those in its ``NormSpec.options``).
 
     >>> build_norm("tdbn", 8, 4, threshold=2.0)
-    ThresholdDependentBatchNorm2d(8, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True, alpha=1.0, v_th=2.0)
+    ThresholdDependentBatchNorm2d(8, alpha=1, v_th=2, eps=1e-05, momentum=0.1)
+    >>> type(build_norm("bn", 8)).__name__         # num_steps=None: the conventional-network form
+    'BatchNorm2d'
     """
     spec = get_spec(name)
     check_positive_int(num_features, "num_features", f"build_norm({name!r})")

@@ -34,11 +34,14 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+from torch import nn
 
 from ..checks import (
     check_channels,
     check_floating,
     check_num_steps,
+    check_positive_int,
+    check_positive_number,
     check_rank,
     check_step_index,
     check_unit_interval,
@@ -55,6 +58,15 @@ def check_layer_input(x, t, num_features: int, num_steps: int, layer: str, refer
     ``0 <= t < num_steps``; returns ``(x[None], slice(t, t + 1))``, the rows of the per-step
     parameters and statistics that step uses. ``reference`` (a parameter or buffer of the layer)
     fixes the floating dtype the input must have.
+
+    >>> weight = torch.ones(4, 3)                          # a layer built for T = 4, C = 3
+    >>> x, rows = check_layer_input(torch.zeros(2, 3, 5, 5), 1, 3, 4, "MyNorm", weight)
+    >>> x.shape, rows
+    (torch.Size([1, 2, 3, 5, 5]), slice(1, 2, None))
+    >>> check_layer_input(torch.zeros(2, 3, 5, 5), 4, 3, 4, "MyNorm", weight)
+    Traceback (most recent call last):
+        ...
+    ValueError: MyNorm: time step t=4 is outside 0..3 (the layer was built for num_steps=4); steps are never clamped
     """
     check_floating(x, layer)
     if t is None:
@@ -72,14 +84,23 @@ def check_layer_input(x, t, num_features: int, num_steps: int, layer: str, refer
 
 
 def check_eps_and_momentum(eps, momentum, layer: str) -> tuple[float, float]:
-    """``eps`` must be a positive number and ``momentum`` lie in (0, 1]; returns them as floats."""
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
-        raise ValueError(f"{layer}: eps must be a positive number, got {eps!r}")
-    return float(eps), check_unit_interval(momentum, "momentum", layer)
+    """``eps`` must be a positive number and ``momentum`` lie in (0, 1]; returns them as floats.
+
+    >>> check_eps_and_momentum(1e-5, 0.1, "MyNorm")
+    (1e-05, 0.1)
+    """
+    return check_positive_number(eps, "eps", layer), check_unit_interval(momentum, "momentum", layer)
 
 
 def check_same_dtype(x: torch.Tensor, reference: torch.Tensor, layer: str) -> None:
-    """Raise ``TypeError`` unless ``x`` has the floating dtype of the layer's own tensors."""
+    """Raise ``TypeError`` unless ``x`` has the floating dtype of the layer's own tensors.
+
+    >>> check_same_dtype(torch.zeros(2), torch.zeros(2), "MyNorm")
+    >>> check_same_dtype(torch.zeros(2, dtype=torch.float64), torch.zeros(2), "MyNorm")
+    Traceback (most recent call last):
+        ...
+    TypeError: MyNorm: input dtype torch.float64 differs from the layer's dtype torch.float32; ...
+    """
     if x.dtype != reference.dtype:
         raise TypeError(
             f"{layer}: input dtype {x.dtype} differs from the layer's dtype {reference.dtype}; convert one "
@@ -88,12 +109,23 @@ def check_same_dtype(x: torch.Tensor, reference: torch.Tensor, layer: str) -> No
 
 
 def values_per_step_and_channel(x: torch.Tensor) -> int:
-    """How many values one (step, channel) statistic averages: B * H * W for ``[T, B, C, H, W]``."""
+    """How many values one (step, channel) statistic averages: B * H * W for ``[T, B, C, H, W]``.
+
+    >>> values_per_step_and_channel(torch.zeros(4, 8, 3, 5, 5))   # B * H * W
+    200
+    """
     return x[0, :, 0].numel()
 
 
 def check_enough_values(count: int, layer: str) -> None:
-    """Training statistics need at least two values per channel (the unbiased running variance)."""
+    """Training statistics need at least two values per channel (the unbiased running variance).
+
+    >>> check_enough_values(2, "MyNorm")
+    >>> check_enough_values(1, "MyNorm")
+    Traceback (most recent call last):
+        ...
+    ValueError: MyNorm: expected more than 1 value per channel and step when training (got 1); ...
+    """
     if count < 2:
         raise ValueError(
             f"{layer}: expected more than 1 value per channel and step when training (got {count}); "
@@ -103,12 +135,23 @@ def check_enough_values(count: int, layer: str) -> None:
 
 @torch.no_grad()
 def update_running(running: torch.Tensor, batch: torch.Tensor, momentum: float) -> None:
-    """PyTorch's running-statistics rule, in place: ``running = (1 - m) * running + m * batch``."""
+    """PyTorch's running-statistics rule, in place: ``running = (1 - m) * running + m * batch``.
+
+    >>> running = torch.zeros(3)
+    >>> update_running(running, torch.tensor([1.0, 2.0, 3.0]), momentum=0.1)
+    >>> running
+    tensor([0.1000, 0.2000, 0.3000])
+    """
     running.mul_(1.0 - momentum).add_(batch.detach().to(running.dtype), alpha=momentum)
 
 
 def unbiased(variance: torch.Tensor, count) -> torch.Tensor:
-    """The unbiased variance ``var * n / (n - 1)`` from a biased one over ``n`` values."""
+    """The unbiased variance ``var * n / (n - 1)`` from a biased one over ``n`` values.
+
+    >>> x = torch.tensor([1.0, 2.0, 3.0, 6.0])
+    >>> bool(torch.isclose(unbiased(x.var(correction=0), 4), x.var(correction=1)))
+    True
+    """
     return variance * (count / (count - 1))
 
 
@@ -209,11 +252,90 @@ def normalise_per_step(x: torch.Tensor, coefficients: Coefficients, *params: tor
         statistics for the caller's running averages.
 
     First-order gradients only (the backward pass is not itself differentiable).
+
+    BatchNorm per step (BNTT's coefficients, gain 1): every step comes out with mean 0, variance 1.
+
+    >>> _ = torch.manual_seed(0)
+    >>> x = torch.randn(3, 8, 2, 4, 4) * torch.tensor([1.0, 5.0, 9.0]).view(3, 1, 1, 1, 1)
+    >>> per_step_bn = lambda mean, var: (torch.rsqrt(var + 1e-5), mean, 0.0)
+    >>> y, step_mean, step_var = normalise_per_step(x, per_step_bn)
+    >>> y.shape, step_var.shape
+    (torch.Size([3, 8, 2, 4, 4]), torch.Size([3, 2]))
+    >>> torch.allclose(y.var(dim=(1, 3, 4), correction=0), torch.ones(3, 2), atol=1e-3)
+    True
     """
     return _PerStepAffineNorm.apply(x.contiguous(), coefficients, *params)
 
 
 def apply_per_step_affine(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """``y = scale * x + shift`` with ``[T, C]`` coefficients on ``[T, B, C, *]`` (evaluation path)."""
+    """``y = scale * x + shift`` with ``[T, C]`` coefficients on ``[T, B, C, *]`` (evaluation path).
+
+    >>> x = torch.ones(2, 1, 3, 1, 1)                                  # T = 2, B = 1, C = 3
+    >>> scale, shift = torch.tensor([[1.0, 2, 3], [4, 5, 6]]), torch.zeros(2, 3)
+    >>> apply_per_step_affine(x, scale, shift).flatten(1)
+    tensor([[1., 2., 3.],
+            [4., 5., 6.]])
+    """
     view = (scale.shape[0], 1, scale.shape[1]) + (1,) * (x.dim() - 3)
     return torch.addcmul(shift.to(x.dtype).view(view), x, scale.to(x.dtype).view(view))
+
+
+class PerStepNorm(nn.Module):
+    """What BNTT, TEBN and TAB share: arguments, running statistics, ``repr`` and their reset.
+
+    Checks ``num_features`` and ``num_steps`` (positive ints), ``eps`` (> 0) and ``momentum``
+    (in (0, 1]), and registers PyTorch's three BatchNorm buffers: ``running_mean`` (zeros),
+    ``running_var`` (ones), each ``[num_steps, num_features]`` when every step keeps its own
+    statistics (``statistics_per_step=True``: BNTT, TAB) or ``[num_features]`` when the steps
+    share them (TEBN), and ``num_batches_tracked``. Subclasses add their parameters and the
+    forward pass; :meth:`_check_input` and :meth:`_training_count` are the input checks they
+    all run.
+
+    >>> class Demo(PerStepNorm):
+    ...     def __init__(self):
+    ...         super().__init__(3, 4, statistics_per_step=True)
+    ...         self.weight = nn.Parameter(torch.ones(4, 3))
+    >>> layer = Demo()
+    >>> layer
+    Demo(3, num_steps=4, eps=1e-05, momentum=0.1)
+    >>> layer.running_mean.shape, int(layer.num_batches_tracked)
+    (torch.Size([4, 3]), 0)
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        num_steps: int,
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+        *,
+        statistics_per_step: bool,
+    ):
+        super().__init__()
+        name = type(self).__name__
+        self.num_features = check_positive_int(num_features, "num_features", name)
+        self.num_steps = check_positive_int(num_steps, "num_steps", name)
+        self.eps, self.momentum = check_eps_and_momentum(eps, momentum, name)
+        shape = (num_steps, num_features) if statistics_per_step else (num_features,)
+        self.register_buffer("running_mean", torch.zeros(shape))
+        self.register_buffer("running_var", torch.ones(shape))
+        self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, num_steps={self.num_steps}, eps={self.eps}, momentum={self.momentum}"
+
+    def reset_running_stats(self) -> None:
+        """Running mean 0, running variance 1, no batch tracked (as ``nn.BatchNorm2d``)."""
+        self.running_mean.zero_()
+        self.running_var.fill_(1.0)
+        self.num_batches_tracked.zero_()
+
+    def _check_input(self, x: torch.Tensor, t: int | None):
+        """:func:`check_layer_input` for this layer: ``(x as [T', B, C, H, W], rows of the step parameters)``."""
+        return check_layer_input(x, t, self.num_features, self.num_steps, type(self).__name__, self.weight)
+
+    def _training_count(self, x: torch.Tensor) -> int:
+        """Values per (step, channel) of a training batch ``[T', B, C, H, W]``; at least 2, else an error."""
+        count = values_per_step_and_channel(x)
+        check_enough_values(count, type(self).__name__)
+        return count

@@ -47,17 +47,8 @@ import torch
 from torch import nn
 
 from .registry import NormSpec, register
-from ..checks import check_floating, check_positive_int, check_rank
-from .step_statistics import (
-    apply_per_step_affine,
-    check_enough_values,
-    check_eps_and_momentum,
-    check_layer_input,
-    normalise_per_step,
-    unbiased,
-    update_running,
-    values_per_step_and_channel,
-)
+from ..checks import check_floating, check_rank
+from .step_statistics import PerStepNorm, apply_per_step_affine, normalise_per_step, unbiased, update_running
 
 
 def window_statistics(step_mean: torch.Tensor, step_var: torch.Tensor):
@@ -70,6 +61,10 @@ def window_statistics(step_mean: torch.Tensor, step_var: torch.Tensor):
         var_{0:t} = (1/(t+1)) * sum_{s<=t} (var_s + d_s^2)  -  ((1/(t+1)) * sum_{s<=t} d_s)^2
 
     (the law of total variance over the steps of the window). Returns ``(mean, var)``, ``[T, C]``.
+
+    >>> mean, var = window_statistics(torch.tensor([[0.0], [2.0]]), torch.tensor([[1.0], [1.0]]))
+    >>> mean.flatten(), var.flatten()                    # window 0..1: mean 1, variance 1 + 1
+    (tensor([0., 1.]), tensor([1., 2.]))
     """
     shift = step_mean[:1].detach()
     deviation = step_mean - shift
@@ -85,7 +80,14 @@ def _check_sequence(x: torch.Tensor, name: str) -> None:
 
 
 def tab_window_statistics(x: torch.Tensor):
-    """Window statistics ``mu_{0:t}, var_{0:t}`` (``[T, C]``) of a sequence ``[T, B, C, H, W]``, in O(T)."""
+    """Window statistics ``mu_{0:t}, var_{0:t}`` (``[T, C]``) of a sequence ``[T, B, C, H, W]``, in O(T).
+
+    >>> _ = torch.manual_seed(0)
+    >>> x = torch.randn(5, 4, 2, 3, 3)
+    >>> fast, naive = tab_window_statistics(x), tab_window_statistics_naive(x)
+    >>> fast[0].shape, all(torch.allclose(a, b, atol=1e-5) for a, b in zip(fast, naive))
+    (torch.Size([5, 2]), True)
+    """
     _check_sequence(x, "tab_window_statistics")
     step_var, step_mean = torch.var_mean(x, dim=(1, 3, 4), correction=0)
     return window_statistics(step_mean, step_var)
@@ -96,6 +98,11 @@ def tab_window_statistics_naive(x: torch.Tensor):
 
     O(T^2) work (step t reads t + 1 steps). The reference :func:`window_statistics` is tested
     against, and the chapter times.
+
+    >>> x = torch.tensor([0.0, 2.0]).view(2, 1, 1, 1, 1).expand(2, 2, 1, 1, 1)   # step 0: all 0, step 1: all 2
+    >>> mean, var = tab_window_statistics_naive(x)
+    >>> mean.flatten(), var.flatten()
+    (tensor([0., 1.]), tensor([0., 1.]))
     """
     _check_sequence(x, "tab_window_statistics_naive")
     means, variances = [], []
@@ -108,7 +115,14 @@ def tab_window_statistics_naive(x: torch.Tensor):
 
 
 def tab_coefficients(eps: float):
-    """TAB as per-step coefficients: window statistics, then ``p_t^2 * (gamma_t * x_hat + beta_t)``."""
+    """TAB as per-step coefficients: window statistics, then ``p_t^2 * (gamma_t * x_hat + beta_t)``.
+
+    >>> coefficients = tab_coefficients(0.0)
+    >>> step_mean, step_var = torch.tensor([[0.0], [2.0]]), torch.tensor([[1.0], [1.0]])
+    >>> scale, center, bias = coefficients(step_mean, step_var, torch.ones(2, 1), torch.zeros(2, 1), torch.ones(2))
+    >>> scale.flatten(), center.flatten()                # 1 / sqrt(var_{0:t}), mu_{0:t}
+    (tensor([1.0000, 0.7071]), tensor([0., 1.]))
+    """
 
     def coefficients(step_mean, step_var, weight, bias, time_weight):
         mean, var = window_statistics(step_mean, step_var)
@@ -118,7 +132,7 @@ def tab_coefficients(eps: float):
     return coefficients
 
 
-class TemporalAccumulatedBatchNorm2d(nn.Module):
+class TemporalAccumulatedBatchNorm2d(PerStepNorm):
     """Normalise step t with the statistics of steps 0..t, then a per-step affine and ``p_t^2`` (TAB).
 
     ``y_t = time_weight[t]^2 * (weight[t] * (x_t - mu_{0:t}) / sqrt(var_{0:t} + eps) + bias[t])``
@@ -136,32 +150,34 @@ class TemporalAccumulatedBatchNorm2d(nn.Module):
 
     Shapes: ``weight``, ``bias``, ``running_mean``, ``running_var``: ``[num_steps, num_features]``;
     ``time_weight``: ``[num_steps]``.
+
+    >>> _ = torch.manual_seed(0)
+    >>> tab = TemporalAccumulatedBatchNorm2d(3, num_steps=4)
+    >>> x = torch.randn(4, 8, 3, 5, 5)
+    >>> whole = tab(x)
+    >>> steps = torch.stack([tab(x[t], t=t) for t in range(4)])   # one step at a time, in order
+    >>> whole.shape, torch.allclose(whole, steps, atol=1e-5)
+    (torch.Size([4, 8, 3, 5, 5]), True)
     """
 
     def __init__(self, num_features: int, num_steps: int, eps: float = 1e-5, momentum: float = 0.1):
-        super().__init__()
-        name = type(self).__name__
-        self.num_features = check_positive_int(num_features, "num_features", name)
-        self.num_steps = check_positive_int(num_steps, "num_steps", name)
-        self.eps, self.momentum = check_eps_and_momentum(eps, momentum, name)
+        super().__init__(num_features, num_steps, eps, momentum, statistics_per_step=True)
         self.weight = nn.Parameter(torch.ones(num_steps, num_features))
         self.bias = nn.Parameter(torch.zeros(num_steps, num_features))
         self.time_weight = nn.Parameter(torch.ones(num_steps))
-        self.register_buffer("running_mean", torch.zeros(num_steps, num_features))
-        self.register_buffer("running_var", torch.ones(num_steps, num_features))
-        self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
         self._window = None  # running window sums of a sequence fed one step at a time (training)
 
-    def extra_repr(self) -> str:
-        return f"{self.num_features}, num_steps={self.num_steps}, eps={self.eps}, momentum={self.momentum}"
-
-    def reset_running_stats(self) -> None:
-        self.running_mean.zero_()
-        self.running_var.fill_(1.0)
-        self.num_batches_tracked.zero_()
-
     def reset_window(self) -> None:
-        """Forget a sequence that was being fed one step at a time (its window sums and graph)."""
+        """Forget a sequence that was being fed one step at a time (its window sums and graph).
+
+        >>> tab = TemporalAccumulatedBatchNorm2d(2, num_steps=3)
+        >>> _ = tab(torch.randn(4, 2, 3, 3), t=0)                     # a sequence started one step at a time
+        >>> tab(torch.randn(4, 2, 3, 3), t=2)
+        Traceback (most recent call last):
+            ...
+        ValueError: TemporalAccumulatedBatchNorm2d: in training, one-step calls must come in order ...
+        >>> tab.reset_window()                                      # forget it; the next sequence starts at t=0
+        """
         self._window = None
 
     def train(self, mode: bool = True):
@@ -169,15 +185,13 @@ class TemporalAccumulatedBatchNorm2d(nn.Module):
         return super().train(mode)
 
     def forward(self, x: torch.Tensor, t: int | None = None) -> torch.Tensor:
-        name = type(self).__name__
-        x, rows = check_layer_input(x, t, self.num_features, self.num_steps, name, self.weight)
+        x, rows = self._check_input(x, t)
         if not self.training:
             p2 = self.time_weight[rows].square().unsqueeze(1)
             scale = p2 * self.weight[rows] * torch.rsqrt(self.running_var[rows] + self.eps)
             y = apply_per_step_affine(x, scale, p2 * self.bias[rows] - self.running_mean[rows] * scale)
             return y if t is None else y[0]
-        count = values_per_step_and_channel(x)
-        check_enough_values(count, name)
+        count = self._training_count(x)
         if t is not None:
             return self._training_step(x[0], t, count)
         self.reset_window()

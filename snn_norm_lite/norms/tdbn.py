@@ -43,15 +43,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .registry import NormSpec, register
-from ..checks import check_positive_int
+from ..checks import check_positive_int, check_positive_number
+from ..sequences import merge_time, split_time
 from .batchnorm import SequenceBatchNorm2d
 from .step_statistics import check_eps_and_momentum, check_same_dtype
-
-
-def _check_positive(value, name: str, layer: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{layer}: {name} must be a positive number, got {value!r}")
-    return float(value)
 
 
 class ThresholdDependentBatchNorm2d(SequenceBatchNorm2d):
@@ -66,6 +61,14 @@ class ThresholdDependentBatchNorm2d(SequenceBatchNorm2d):
         v_th: firing threshold of the neurons this layer feeds.
         eps: added to the variance before the square root.
         momentum: weight of the newest batch in the running statistics, in (0, 1].
+
+    >>> _ = torch.manual_seed(0)
+    >>> norm = ThresholdDependentBatchNorm2d(3, v_th=2.0)
+    >>> norm
+    ThresholdDependentBatchNorm2d(3, alpha=1, v_th=2, eps=1e-05, momentum=0.1)
+    >>> y = norm(torch.randn(4, 8, 3, 5, 5) * 10).detach()     # [T, B, C, H, W]
+    >>> round(y.std().item(), 2)                                # standard deviation alpha * V_th
+    2.0
     """
 
     def __init__(
@@ -75,8 +78,8 @@ class ThresholdDependentBatchNorm2d(SequenceBatchNorm2d):
         check_positive_int(num_features, "num_features", name)
         eps, momentum = check_eps_and_momentum(eps, momentum, name)
         super().__init__(num_features, eps=eps, momentum=momentum)
-        self.alpha = _check_positive(alpha, "alpha", name)
-        self.v_th = _check_positive(v_th, "v_th", name)
+        self.alpha = check_positive_number(alpha, "alpha", name)
+        self.v_th = check_positive_number(v_th, "v_th", name)
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, alpha={self.alpha:.4g}, v_th={self.v_th:.4g}, eps={self.eps}, momentum={self.momentum}"
@@ -86,9 +89,9 @@ class ThresholdDependentBatchNorm2d(SequenceBatchNorm2d):
         check_same_dtype(x, self.weight, type(self).__name__)
         if self.training:
             self.num_batches_tracked.add_(1)
-        steps, batch = x.shape[:2]
+        merged, steps_and_batch = merge_time(x)
         y = F.batch_norm(
-            x.flatten(0, 1),
+            merged,
             self.running_mean,
             self.running_var,
             self.weight * (self.alpha * self.v_th),  # weight * alpha * V_th * x_hat + bias, in one kernel
@@ -97,7 +100,7 @@ class ThresholdDependentBatchNorm2d(SequenceBatchNorm2d):
             self.momentum,
             self.eps,
         )
-        return y.unflatten(0, (steps, batch))
+        return split_time(y, steps_and_batch)
 
     @torch.no_grad()
     def as_batchnorm2d(self) -> nn.BatchNorm2d:
@@ -106,6 +109,12 @@ class ThresholdDependentBatchNorm2d(SequenceBatchNorm2d):
         Its weight is ``weight * alpha * v_th``; bias and running statistics are copied. In
         evaluation mode it is the per-channel affine map that
         :func:`~snn_norm_lite.norms.fold_batchnorm_into_conv` folds into a convolution.
+
+        >>> _ = torch.manual_seed(0)
+        >>> norm = ThresholdDependentBatchNorm2d(3, alpha=0.5, v_th=2.0).eval()
+        >>> x = torch.randn(4, 2, 3, 5, 5)
+        >>> torch.allclose(norm.as_batchnorm2d()(x.flatten(0, 1)).unflatten(0, (4, 2)), norm(x))
+        True
         """
         bn = nn.BatchNorm2d(self.num_features, eps=self.eps, momentum=self.momentum)
         bn = bn.to(device=self.weight.device, dtype=self.weight.dtype)

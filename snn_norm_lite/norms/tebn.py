@@ -32,17 +32,7 @@ import torch
 from torch import nn
 
 from .registry import NormSpec, register
-from ..checks import check_positive_int
-from .step_statistics import (
-    apply_per_step_affine,
-    check_enough_values,
-    check_eps_and_momentum,
-    check_layer_input,
-    normalise_per_step,
-    unbiased,
-    update_running,
-    values_per_step_and_channel,
-)
+from .step_statistics import PerStepNorm, apply_per_step_affine, normalise_per_step, unbiased, update_running
 
 
 def pool_over_time(step_mean: torch.Tensor, step_var: torch.Tensor):
@@ -50,6 +40,10 @@ def pool_over_time(step_mean: torch.Tensor, step_var: torch.Tensor):
 
     ``mu = mean_t mu_t``, ``var = mean_t var_t + mean_t (mu_t - mu)^2`` (law of total variance),
     returned with shape ``[1, C]``.
+
+    >>> mean, var = pool_over_time(torch.tensor([[0.0], [2.0]]), torch.tensor([[1.0], [1.0]]))
+    >>> mean, var                                        # var = 1 (within steps) + 1 (between steps)
+    (tensor([[1.]]), tensor([[2.]]))
     """
     mean = step_mean.mean(dim=0, keepdim=True)
     var = step_var.mean(dim=0, keepdim=True) + (step_mean - mean).square().mean(dim=0, keepdim=True)
@@ -57,7 +51,14 @@ def pool_over_time(step_mean: torch.Tensor, step_var: torch.Tensor):
 
 
 def tebn_coefficients(eps: float):
-    """TEBN as per-step coefficients: ``scale = p_t * weight / sqrt(var + eps)``, ``bias = p_t * bias``."""
+    """TEBN as per-step coefficients: ``scale = p_t * weight / sqrt(var + eps)``, ``bias = p_t * bias``.
+
+    >>> coefficients = tebn_coefficients(0.0)
+    >>> step_mean, step_var = torch.tensor([[0.0], [2.0]]), torch.tensor([[1.0], [1.0]])
+    >>> scale, center, bias = coefficients(step_mean, step_var, torch.ones(1), torch.zeros(1), torch.tensor([1.0, 2.0]))
+    >>> scale.flatten(), center.flatten()               # p_t / sqrt(2) per step, the pooled mean 1
+    (tensor([0.7071, 1.4142]), tensor([1.]))
+    """
 
     def coefficients(step_mean, step_var, weight, bias, time_weight):
         mean, var = pool_over_time(step_mean, step_var)
@@ -67,7 +68,7 @@ def tebn_coefficients(eps: float):
     return coefficients
 
 
-class TemporalEffectiveBatchNorm2d(nn.Module):
+class TemporalEffectiveBatchNorm2d(PerStepNorm):
     """BatchNorm with statistics and affine shared over time, then a learnable scale per step (TEBN).
 
     ``y_t = time_weight[t] * (weight * (x_t - mu) / sqrt(var + eps) + bias)``, ``mu, var`` over
@@ -84,40 +85,36 @@ class TemporalEffectiveBatchNorm2d(nn.Module):
 
     Shapes: ``weight``, ``bias``, ``running_mean``, ``running_var``: ``[num_features]``;
     ``time_weight``: ``[num_steps]``.
+
+    >>> _ = torch.manual_seed(0)
+    >>> tebn = TemporalEffectiveBatchNorm2d(3, num_steps=4)
+    >>> with torch.no_grad():
+    ...     _ = tebn.time_weight.copy_(torch.tensor([1.0, 2.0, 3.0, 4.0]))
+    >>> x = torch.randn(1, 8, 3, 5, 5).expand(4, -1, -1, -1, -1)   # the same input at every step
+    >>> y = tebn(x).detach()
+    >>> (y.std(dim=(1, 2, 3, 4)) / y[0].std()).round(decimals=3)   # step t scaled by p_t
+    tensor([1., 2., 3., 4.])
+    >>> tebn(torch.randn(8, 3, 5, 5), t=0)
+    Traceback (most recent call last):
+        ...
+    ValueError: TemporalEffectiveBatchNorm2d: in training the statistics are shared by all 4 steps, ...
     """
 
     def __init__(self, num_features: int, num_steps: int, eps: float = 1e-5, momentum: float = 0.1):
-        super().__init__()
-        name = type(self).__name__
-        self.num_features = check_positive_int(num_features, "num_features", name)
-        self.num_steps = check_positive_int(num_steps, "num_steps", name)
-        self.eps, self.momentum = check_eps_and_momentum(eps, momentum, name)
+        super().__init__(num_features, num_steps, eps, momentum, statistics_per_step=False)
         self.weight = nn.Parameter(torch.ones(num_features))
         self.bias = nn.Parameter(torch.zeros(num_features))
         self.time_weight = nn.Parameter(torch.ones(num_steps))
-        self.register_buffer("running_mean", torch.zeros(num_features))
-        self.register_buffer("running_var", torch.ones(num_features))
-        self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
-
-    def extra_repr(self) -> str:
-        return f"{self.num_features}, num_steps={self.num_steps}, eps={self.eps}, momentum={self.momentum}"
-
-    def reset_running_stats(self) -> None:
-        self.running_mean.zero_()
-        self.running_var.fill_(1.0)
-        self.num_batches_tracked.zero_()
 
     def forward(self, x: torch.Tensor, t: int | None = None) -> torch.Tensor:
-        name = type(self).__name__
         if self.training and t is not None:
             raise ValueError(
-                f"{name}: in training the statistics are shared by all {self.num_steps} steps, so the layer "
+                f"{type(self).__name__}: in training the statistics are shared by all {self.num_steps} steps, so the layer "
                 "needs the whole sequence [T, B, C, H, W]; one-step calls layer(x_t, t=t) work in eval() only"
             )
-        x, rows = check_layer_input(x, t, self.num_features, self.num_steps, name, self.weight)
+        x, rows = self._check_input(x, t)
         if self.training:
-            count = values_per_step_and_channel(x)
-            check_enough_values(count, name)
+            count = self._training_count(x)
             y, step_mean, step_var = normalise_per_step(
                 x, tebn_coefficients(self.eps), self.weight, self.bias, self.time_weight
             )
