@@ -50,5 +50,10 @@ SPEC = register(
         "GroupNorm on every time step: per sample, per step, over groups of channels (an example plugin)",
         build,
         options=("num_groups",),
+        statistics={
+            "training": "per sample and step, over its channel group and (H, W); nothing shared",
+            "evaluation": "the same as in training (no running statistics)",
+            "inference": "a per-sample division at every step: nothing folds",
+        },
     )
 )

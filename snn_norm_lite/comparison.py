@@ -14,7 +14,7 @@ on validation images. :func:`measure_properties` measures, on a trained network,
 properties a comparison table claims (causal in training and in evaluation, whether a
 sample's output depends on the rest of its batch, whether the evaluation-mode normaliser is
 the same map at every step), so that those columns are measurements of this package's code
-rather than statements copied from papers. :data:`STATISTICS` describes, per method, the
+rather than statements copied from papers. :func:`method_statistics` describes, per method, the
 statistics it normalises with in training and in evaluation, as implemented here.
 
 The measured properties, for a network whose spiking layers map an input sequence ``x`` of
@@ -43,7 +43,8 @@ from typing import Mapping, Sequence
 import torch
 
 from .data import load_dataset
-from .norms import available_norms
+from .norms import available_norms, get_spec
+from .norms.registry import STATISTICS_KEYS
 from .probes import firing_rates, spiking_layers
 from .stats import Summary, one_image, resolved
 from .training import History
@@ -64,54 +65,17 @@ OUTPUT_FILES = {"json": "results.json", "csv": "results.csv", "figure": "compari
 # Rows that keep their paper's neuron: the E-I paper's LIF has tau = 2, so beta = 1 - 1/tau.
 PAPER_NEURONS: dict[str, dict[str, float]] = {"ei": {"beta": 0.5}}
 
-# What each method normalises with, as implemented in this package (registry name -> text).
-STATISTICS: dict[str, dict[str, str]] = {
-    "none": {
-        "training": "none",
-        "evaluation": "none",
-        "inference": "nothing to fold",
-    },
-    "bn": {
-        "training": "batch, over (T, B, H, W): all steps pooled",
-        "evaluation": "running averages: one per-channel affine for all steps",
-        "inference": "folds into the convolution",
-    },
-    "homeostatic": {
-        "training": "batch, over (B, H, W) of step t (batch_free=False, the default)",
-        "evaluation": "EMA state of step t, averaged in gain space: per-step affine",
-        "inference": "a per-step affine after the convolution",
-    },
-    "tdbn": {
-        "training": "batch, over (T, B, H, W), scaled to alpha_td * V_th",
-        "evaluation": "running averages: one per-channel affine for all steps",
-        "inference": "folds into the convolution",
-    },
-    "bntt": {
-        "training": "batch, over (B, H, W) of step t",
-        "evaluation": "running averages of step t: per-step affine",
-        "inference": "a per-step affine after the convolution",
-    },
-    "tebn": {
-        "training": "batch, over (T, B, H, W), then a learned scale p_t",
-        "evaluation": "running averages times p_t: per-step affine",
-        "inference": "a per-step affine after the convolution",
-    },
-    "mpbn": {
-        "training": "after the convolution: batch, over (T, B, H, W); on the membrane: batch, over (B, H, W) of step t",
-        "evaluation": "running averages: one affine after the convolution, one on the membrane",
-        "inference": "the first folds into the convolution, the second into per-channel thresholds",
-    },
-    "tab": {
-        "training": "batch, over the window of steps 0..t and (B, H, W)",
-        "evaluation": "running window averages of step t: per-step affine",
-        "inference": "a per-step affine after the convolution",
-    },
-    "ei": {
-        "training": "none: E-I Init sets the weights once, from the first batch",
-        "evaluation": "none",
-        "inference": "the circuit: an inhibitory population and a division per layer",
-    },
-}
+def method_statistics(name: str) -> dict[str, str]:
+    """What method ``name`` normalises with in training and evaluation, and what is left at
+    inference, as its module states it (``NormSpec.statistics``).
+
+    >>> method_statistics("bn")["inference"]
+    'folds into the convolution'
+    """
+    described = get_spec(name).statistics
+    return dict(described) if described is not None else {key: "not described" for key in STATISTICS_KEYS}
+
+
 AHSAR_STATISTICS = {  # what an AHSAR controller adds to a row (snn_norm_lite.ahsar)
     "training": "+ AHSAR: firing rates of earlier passes set each pass's thresholds; "
     "validation accuracy and activity set a gain once per epoch",
@@ -138,8 +102,9 @@ class Row:
         return text + " + AHSAR" if self.ahsar else text
 
     def statistics(self) -> dict[str, str]:
-        """:data:`STATISTICS` of the row's method, with AHSAR's part added for a regulated row."""
-        facts = dict(STATISTICS.get(self.norm, {"training": "?", "evaluation": "?", "inference": "?"}))
+        """What the row's method normalises with (its ``NormSpec.statistics``), with AHSAR's part
+        added for a regulated row; "not described" where the method's spec gives no text."""
+        facts = method_statistics(self.norm)
         if self.ahsar:
             facts = {key: f"{value} {AHSAR_STATISTICS[key]}" for key, value in facts.items()}
         return facts

@@ -358,5 +358,10 @@ SPEC_EI = register(
         spiking_only=True,
         circuit=True,
         options=("ei_ratio", "stabilize", "straight_through", "scale_inhibitory_grad"),
+        statistics={
+            "training": "none: E-I Init sets the weights once, from the first batch",
+            "evaluation": "none",
+            "inference": "the circuit: an inhibitory population and a division per layer",
+        },
     )
 )

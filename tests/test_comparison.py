@@ -15,7 +15,7 @@ from snn_norm_lite import ahsar, comparison, experiments, norms, plots
 from snn_norm_lite.__main__ import main
 from snn_norm_lite.ahsar import AHSAR
 from snn_norm_lite.comparison import (
-    STATISTICS,
+    method_statistics,
     compare_methods,
     comparison_config,
     measure_properties,
@@ -25,16 +25,28 @@ from snn_norm_lite.comparison import (
 )
 from snn_norm_lite.data import load_digits
 from snn_norm_lite.experiments import TrainConfig, build_model
-from snn_norm_lite.norms import available_norms
+from snn_norm_lite.norms import NormSpec, available_norms, get_spec, register, unregister
 from snn_norm_lite.training import seed_everything
 
 TINY = TrainConfig(depth=1, width=4, num_steps=2, epochs=1)
 
 
-def test_every_registered_method_has_its_statistics_described():
-    assert set(STATISTICS) == set(available_norms())
-    for facts in STATISTICS.values():
-        assert set(facts) == {"training", "evaluation", "inference"}
+def test_every_method_of_the_package_describes_its_statistics_in_its_own_spec():
+    for name in available_norms():
+        facts = method_statistics(name)
+        assert set(facts) == {"training", "evaluation", "inference"} and "not described" not in facts.values(), name
+        assert facts == dict(get_spec(name).statistics)
+
+
+def test_a_method_without_a_description_is_said_to_be_not_described():
+    spec = register(NormSpec("undescribed_test", "no text", lambda num_features, num_steps, **neuron: torch.nn.Identity()))
+    try:
+        assert method_statistics("undescribed_test") == dict.fromkeys(("training", "evaluation", "inference"), "not described")
+        assert method_rows(["undescribed_test"])[0].statistics()["training"] == "not described"
+    finally:
+        unregister(spec.name)
+    with pytest.raises(ValueError, match="statistics must map exactly"):
+        NormSpec("x", "y", lambda *a, **k: None, statistics={"training": "batch"})
 
 
 def test_rows_state_each_neuron_and_the_ahsar_rows():

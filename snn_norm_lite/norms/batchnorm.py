@@ -146,4 +146,15 @@ def _build(num_features, num_steps, **neuron):
     return nn.BatchNorm2d(num_features) if num_steps is None else SequenceBatchNorm2d(num_features)
 
 
-SPEC = register(NormSpec("bn", "BatchNorm; in an SNN over (T, B, H, W), time merged into the batch", _build))
+SPEC = register(
+    NormSpec(
+        "bn",
+        "BatchNorm; in an SNN over (T, B, H, W), time merged into the batch",
+        _build,
+        statistics={
+            "training": "batch, over (T, B, H, W): all steps pooled",
+            "evaluation": "running averages: one per-channel affine for all steps",
+            "inference": "folds into the convolution",
+        },
+    )
+)

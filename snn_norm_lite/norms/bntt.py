@@ -100,5 +100,10 @@ SPEC = register(
         "BNTT: one BatchNorm per time step, statistics of that step, per-step gain, no bias",
         lambda num_features, num_steps, **neuron: BatchNormThroughTime2d(num_features, num_steps),
         spiking_only=True,
+        statistics={
+            "training": "batch, over (B, H, W) of step t",
+            "evaluation": "running averages of step t: per-step affine",
+            "inference": "a per-step affine after the convolution",
+        },
     )
 )

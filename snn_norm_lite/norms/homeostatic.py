@@ -352,5 +352,10 @@ SPEC = register(
         "homeostatic gain and bias: batch statistics in training, an EMA state (batch-free) at inference; "
         "per step in an SNN",
         _build,
+        statistics={
+            "training": "batch, over (B, H, W) of step t (batch_free=False, the default)",
+            "evaluation": "EMA state of step t, averaged in gain space: per-step affine",
+            "inference": "a per-step affine after the convolution",
+        },
     )
 )

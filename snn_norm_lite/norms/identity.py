@@ -9,5 +9,10 @@ from torch import nn
 from .registry import NormSpec, register
 
 SPEC = register(
-    NormSpec("none", "no normalisation", lambda num_features, num_steps, **neuron: nn.Identity())
+    NormSpec(
+        "none",
+        "no normalisation",
+        lambda num_features, num_steps, **neuron: nn.Identity(),
+        statistics={"training": "none", "evaluation": "none", "inference": "nothing to fold"},
+    )
 )

@@ -645,5 +645,10 @@ SPEC = register(
         lambda num_features, num_steps, **neuron: SequenceBatchNorm2d(num_features),
         spiking_only=True,
         neuron=lambda num_features, *, threshold, beta: MPBNLeaky(num_features, beta=beta, threshold=threshold),
+        statistics={
+            "training": "after the convolution: batch, over (T, B, H, W); on the membrane: batch, over (B, H, W) of step t",
+            "evaluation": "running averages: one affine after the convolution, one on the membrane",
+            "inference": "the first folds into the convolution, the second into per-channel thresholds",
+        },
     )
 )

@@ -22,6 +22,9 @@ An entry says how to build the layer that sits between a convolution and its neu
   a layer (the E-I circuit). For those, ``build`` builds the whole spiking network:
   ``build(depth=..., width=..., num_steps=..., **kwargs)``, and ``models.build_snn`` calls it.
 * ``spiking_only`` is True for methods with no conventional-network form (they need T).
+* ``statistics`` (optional) says in words what the method normalises with in ``"training"``,
+  in ``"evaluation"``, and what is left of it at ``"inference"`` (folding); the comparison
+  prints it next to each row.
 
 Example, a plugin (any module can do this; the test suite does it from a test file):
 
@@ -45,13 +48,14 @@ equation and an option; the README walks through adding a method.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Mapping, Optional
 
 from torch import nn
 
 from ..checks import check_positive_int
 
 NEURON_DEFAULTS = {"threshold": 1.0, "beta": 0.9}  # the book's LIF neuron
+STATISTICS_KEYS = ("training", "evaluation", "inference")  # what NormSpec.statistics describes
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,7 @@ class NormSpec:
     neuron: Optional[Callable[..., nn.Module]] = None
     circuit: bool = False
     options: tuple[str, ...] = ()
+    statistics: Optional[Mapping[str, str]] = None
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name or any(c in self.name for c in ", \t\n"):
@@ -89,6 +94,14 @@ class NormSpec:
                 raise TypeError(f"NormSpec {self.name!r}: {flag} must be a bool, got {getattr(self, flag)!r}")
         if not isinstance(self.options, tuple) or not all(isinstance(o, str) for o in self.options):
             raise TypeError(f"NormSpec {self.name!r}: options must be a tuple of str, got {self.options!r}")
+        if self.statistics is not None:
+            if not isinstance(self.statistics, Mapping) or set(self.statistics) != set(STATISTICS_KEYS) or not all(
+                isinstance(v, str) and v for v in self.statistics.values()
+            ):
+                raise ValueError(
+                    f"NormSpec {self.name!r}: statistics must map exactly {', '.join(STATISTICS_KEYS)} to non-empty "
+                    f"texts, got {self.statistics!r}"
+                )
 
 
 _REGISTRY: dict[str, NormSpec] = {}

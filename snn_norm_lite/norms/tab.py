@@ -253,5 +253,10 @@ SPEC = register(
         "TAB: step t normalised with statistics of steps 0..t, per-step affine, scale p_t^2",
         lambda num_features, num_steps, **neuron: TemporalAccumulatedBatchNorm2d(num_features, num_steps),
         spiking_only=True,
+        statistics={
+            "training": "batch, over the window of steps 0..t and (B, H, W)",
+            "evaluation": "running window averages of step t: per-step affine",
+            "inference": "a per-step affine after the convolution",
+        },
     )
 )

@@ -137,5 +137,10 @@ SPEC = register(
         _build,
         spiking_only=True,
         options=("alpha",),
+        statistics={
+            "training": "batch, over (T, B, H, W), scaled to alpha_td * V_th",
+            "evaluation": "running averages: one per-channel affine for all steps",
+            "inference": "folds into the convolution",
+        },
     )
 )

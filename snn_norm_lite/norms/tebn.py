@@ -135,5 +135,10 @@ SPEC = register(
         "TEBN: BatchNorm over (T, B, H, W) with a shared affine, then a learnable scale p_t per step",
         lambda num_features, num_steps, **neuron: TemporalEffectiveBatchNorm2d(num_features, num_steps),
         spiking_only=True,
+        statistics={
+            "training": "batch, over (T, B, H, W), then a learned scale p_t",
+            "evaluation": "running averages times p_t: per-step affine",
+            "inference": "a per-step affine after the convolution",
+        },
     )
 )
