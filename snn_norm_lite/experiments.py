@@ -20,7 +20,7 @@ import torch
 
 from .data import load_dataset
 from .models import build_ann, build_snn
-from .norms import get_spec
+from .norms import available_norms, get_spec
 from .probes import firing_rates
 from .stats import Summary, one_image
 from .training import History, fit, seed_everything
@@ -294,7 +294,9 @@ def headline(
         raise ValueError("headline: give at least one normaliser and one seed")
     if len(set(norms)) != len(norms):
         raise ValueError(f"headline: a normaliser appears twice: {norms}")
-    conventional = {name for name in norms if not (get_spec(name).spiking_only or get_spec(name).circuit)}
+    for name in norms:
+        get_spec(name)  # an unknown name fails here, before any training
+    conventional = set(available_norms("ann"))
     split = load_dataset(config.dataset)
     accuracy: dict[str, dict[str, Summary]] = {kind: {} for kind in KINDS}
     for kind in KINDS:
