@@ -7,6 +7,8 @@ what it documents or the caller is told why not.
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Iterable
 
 import torch
@@ -103,25 +105,75 @@ def check_step_index(t, num_steps: int, layer: str) -> int:
     return t
 
 
+def _check_integer(value, name: str, layer: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{layer}: {name} must be an int, got {type(value).__name__} {value!r}")
+    return int(value)
+
+
 def check_positive_int(value, name: str, layer: str) -> int:
-    """Return ``value`` if it is a positive int, else raise.
+    """Return ``value`` as an int if it is a positive integer (not a bool), else raise.
 
     >>> check_positive_int(8, "width", "MyLayer")
     8
     >>> check_positive_int(8.0, "width", "MyLayer")
     Traceback (most recent call last):
         ...
-    TypeError: MyLayer: width must be an int, got float
+    TypeError: MyLayer: width must be an int, got float 8.0
+    >>> check_positive_int(0, "num_steps", "MyLayer")
+    Traceback (most recent call last):
+        ...
+    ValueError: MyLayer: num_steps must be positive (an int >= 1), got 0
     """
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{layer}: {name} must be an int, got {type(value).__name__}")
+    value = _check_integer(value, name, layer)
     if value <= 0:
-        raise ValueError(f"{layer}: {name} must be positive, got {value}")
+        raise ValueError(f"{layer}: {name} must be positive (an int >= 1), got {value}")
+    return value
+
+
+def check_nonnegative_int(value, name: str, layer: str) -> int:
+    """Return ``value`` as an int if it is an integer >= 0 (not a bool), else raise.
+
+    >>> check_nonnegative_int(0, "seed", "MyLayer")
+    0
+    >>> check_nonnegative_int(-1, "limit", "MyLayer")
+    Traceback (most recent call last):
+        ...
+    ValueError: MyLayer: limit must be an int >= 0, got -1
+    """
+    value = _check_integer(value, name, layer)
+    if value < 0:
+        raise ValueError(f"{layer}: {name} must be an int >= 0, got {value}")
+    return value
+
+
+def check_finite_number(value, name: str, layer: str) -> float:
+    """Return ``value`` as a float if it is a finite real number, else raise.
+
+    Refused: bools (``True`` is not a threshold), strings (``"0.1"``), tensors (pass
+    ``.item()``), NaN and infinities.
+
+    >>> check_finite_number(-2, "offset", "MyLayer")
+    -2.0
+    >>> check_finite_number("0.1", "eps", "MyLayer")
+    Traceback (most recent call last):
+        ...
+    TypeError: MyLayer: eps must be a real number (int or float), got str '0.1'
+    >>> check_finite_number(float("nan"), "beta", "MyLayer")
+    Traceback (most recent call last):
+        ...
+    ValueError: MyLayer: beta must be a finite number, got nan
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{layer}: {name} must be a real number (int or float), got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{layer}: {name} must be a finite number, got {value}")
     return value
 
 
 def check_positive_number(value, name: str, layer: str) -> float:
-    """Return ``value`` as a float if it is a positive real number (not a bool), else raise ``ValueError``.
+    """Return ``value`` as a float if it is a finite real number > 0 (not a bool), else raise.
 
     >>> check_positive_number(2, "v_th", "MyLayer")
     2.0
@@ -129,10 +181,30 @@ def check_positive_number(value, name: str, layer: str) -> float:
     Traceback (most recent call last):
         ...
     ValueError: MyLayer: eps must be a positive number, got 0.0
+    >>> check_positive_number(True, "threshold", "MyLayer")
+    Traceback (most recent call last):
+        ...
+    TypeError: MyLayer: threshold must be a real number (int or float), got bool True
     """
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{layer}: {name} must be a positive number, got {value!r}")
-    return float(value)
+    value = check_finite_number(value, name, layer)
+    if not value > 0:
+        raise ValueError(f"{layer}: {name} must be a positive number, got {value}")
+    return value
+
+
+def check_bool(value, name: str, layer: str) -> bool:
+    """Return ``value`` if it is a bool; anything else (``0``, ``"yes"``, ``None``) is a ``TypeError``.
+
+    >>> check_bool(True, "affine", "MyLayer")
+    True
+    >>> check_bool("false", "affine", "MyLayer")
+    Traceback (most recent call last):
+        ...
+    TypeError: MyLayer: affine must be True or False, got str 'false'
+    """
+    if not isinstance(value, bool):
+        raise TypeError(f"{layer}: {name} must be True or False, got {type(value).__name__} {value!r}")
+    return value
 
 
 def check_unit_interval(value: float, name: str, layer: str, *, closed_low: bool = False) -> float:
@@ -147,10 +219,41 @@ def check_unit_interval(value: float, name: str, layer: str, *, closed_low: bool
         ...
     ValueError: MyLayer: momentum must lie in (0, 1], got 0.0
     """
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{layer}: {name} must be a number, got {type(value).__name__}")
+    value = check_finite_number(value, name, layer)
     low_ok = value >= 0 if closed_low else value > 0
     if not (low_ok and value <= 1):
         interval = "[0, 1]" if closed_low else "(0, 1]"
         raise ValueError(f"{layer}: {name} must lie in {interval}, got {value}")
     return float(value)
+
+
+def check_first_order(function: str) -> None:
+    """Call at the top of a custom ``backward``: refuse to run it inside a graph being recorded.
+
+    The package's hand-written backward passes (the fused LIF neuron, the per-step normalisers,
+    MPBN's fused training pass) compute first-order gradients only. With
+    ``create_graph=True`` autograd would run them with gradient recording on and silently drop
+    every second-order term; this check turns that into an error.
+
+    >>> with torch.enable_grad():
+    ...     check_first_order("MyFunction")
+    Traceback (most recent call last):
+        ...
+    RuntimeError: MyFunction: the backward pass is first-order only; ...
+    """
+    if torch.is_grad_enabled():
+        raise RuntimeError(
+            f"{function}: the backward pass is first-order only; second-order gradients "
+            "(create_graph=True, double backward) are not supported"
+        )
+
+
+def keep_finite(new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+    """``new`` where it is finite, ``old`` elsewhere: how running state survives a NaN/Inf batch.
+
+    Element-wise and on the tensors' device (``torch.where``): no host-device sync per step.
+
+    >>> keep_finite(torch.tensor([2.0, float("nan"), float("inf")]), torch.tensor([1.0, 1.0, 1.0]))
+    tensor([2., 1., 1.])
+    """
+    return torch.where(torch.isfinite(new), new, old)

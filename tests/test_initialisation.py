@@ -55,8 +55,11 @@ def test_threshold_scaled_init_rejects_networks_with_a_normaliser_and_bad_gains(
     with pytest.raises(ValueError, match="threshold_scaled_init_: block 0 has a normaliser"):
         threshold_scaled_init_(model, images())
     plain = build_snn("none", depth=2, width=8, num_steps=4)
-    for gain in (0, -1.0, True, "1"):
-        with pytest.raises(ValueError, match="gain must be a positive number"):
+    for gain in (0, -1.0, float("inf")):
+        with pytest.raises(ValueError, match="gain must be a (positive|finite) number"):
+            threshold_scaled_init_(plain, images(), gain=gain)
+    for gain in (True, "1"):
+        with pytest.raises(TypeError, match="gain must be a real number"):
             threshold_scaled_init_(plain, images(), gain=gain)
     with pytest.raises(TypeError, match="threshold_scaled_init_: expected a spiking network"):
         threshold_scaled_init_(torch.nn.Linear(2, 2), images())
