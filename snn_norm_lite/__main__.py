@@ -48,13 +48,28 @@ def _name_list(text: str) -> list[str]:
 
 
 def _device(text: str) -> str:
+    """A device this machine can train on: ``cpu``, ``cuda[:N]`` or ``mps``, when present."""
     try:
         device = torch.device(text)
     except RuntimeError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise argparse.ArgumentTypeError("CUDA was requested but torch.cuda.is_available() is False")
-    return text
+        raise argparse.ArgumentTypeError(str(error).splitlines()[0]) from None
+    if device.type == "cpu":
+        return text
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise argparse.ArgumentTypeError(f"CUDA ({text}) was requested but torch.cuda.is_available() is False")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise argparse.ArgumentTypeError(f"{text} was requested but this machine has {count} CUDA device(s)")
+        return text
+    if device.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise argparse.ArgumentTypeError("MPS was requested but torch.backends.mps.is_available() is False")
+        return text
+    if device.type == "meta":
+        raise argparse.ArgumentTypeError("the meta device holds shapes but no data, so nothing can train on it; use cpu")
+    raise argparse.ArgumentTypeError(f"device type {device.type!r} is not supported for training; use cpu, cuda or mps")
 
 
 def add_training_options(parser: argparse.ArgumentParser, defaults, norms, norms_help: str) -> None:
@@ -67,7 +82,7 @@ def add_training_options(parser: argparse.ArgumentParser, defaults, norms, norms
                         help=f"SNN time steps T (default {defaults.num_steps})")
     parser.add_argument("--seeds", type=_positive_int, default=3,
                         help="number of seeds, 0..N-1 (default 3); accuracies are mean ± std")
-    parser.add_argument("--device", type=_device, default="cpu")
+    parser.add_argument("--device", type=_device, default="cpu", help="cpu (default), cuda[:N] or mps, when present")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.add_argument("--progress", action="store_true", help="show tqdm progress bars")
     _add_plugin_option(parser)

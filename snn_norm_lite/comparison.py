@@ -42,12 +42,13 @@ from typing import Mapping, Sequence
 
 import torch
 
+from .checks import check_bool, check_positive_int
 from .data import load_dataset
 from .norms import available_norms, get_spec
 from .norms.registry import STATISTICS_KEYS
 from .probes import firing_rates, spiking_layers
 from .stats import Summary, one_image, resolved
-from .training import History
+from .training import History, check_seeds
 
 # The chapter's budget (see chapter 12): small enough for 11 rows x 3 seeds on two CPU cores;
 # its depth is the shallowest at which the network without normalisation collapses, chosen on
@@ -126,6 +127,9 @@ def method_rows(
 
     config = TrainConfig() if config is None else config
     overrides = PAPER_NEURONS if overrides is None else overrides
+    for value, name in ((norms, "norms"), (ahsar_on, "ahsar_on")):
+        if isinstance(value, str):
+            raise TypeError(f"method_rows: {name} must be a sequence of registry names, got the str {value!r}; wrap it in a list")
     names = available_norms() if norms is None else list(norms)
     known = available_norms()
     for name in list(names) + list(ahsar_on):
@@ -355,9 +359,14 @@ def compare_methods(
     from .experiments import TrainConfig, train_once
 
     config = TrainConfig() if config is None else config
-    seeds = list(seeds)
-    if not seeds:
-        raise ValueError("compare_methods: give at least one seed")
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"compare_methods: config must be a TrainConfig or None, got {type(config).__name__}")
+    seeds = check_seeds(seeds, "compare_methods")
+    check_positive_int(probe_samples, "probe_samples", "compare_methods")
+    check_bool(keep_models, "keep_models", "compare_methods")
+    check_bool(progress, "progress", "compare_methods")
+    if ahsar_config is not None and not isinstance(ahsar_config, Mapping):
+        raise TypeError(f"compare_methods: ahsar_config must be a mapping of AHSAR options or None, got {type(ahsar_config).__name__}")
     rows = method_rows(norms, ahsar_on, config, overrides)
     split = load_dataset(config.dataset)
     probe_x = split.x_val[:probe_samples]
@@ -425,9 +434,14 @@ def validation_accuracy_by_depth(
     from .experiments import TrainConfig, train_once
 
     config = TrainConfig() if config is None else config
-    depths, seeds = list(depths), list(seeds)
-    if not depths or not seeds:
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"validation_accuracy_by_depth: config must be a TrainConfig or None, got {type(config).__name__}")
+    seeds = check_seeds(seeds, "validation_accuracy_by_depth")
+    depths = list(depths)
+    if not depths:
         raise ValueError("validation_accuracy_by_depth: give at least one depth and one seed")
+    for depth in depths:
+        check_positive_int(depth, "every depth", "validation_accuracy_by_depth")
     split = load_dataset(config.dataset)
     result = {}
     for depth in depths:

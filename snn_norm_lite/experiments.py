@@ -18,12 +18,13 @@ from typing import Callable, Sequence
 
 import torch
 
-from .data import load_dataset
+from .checks import check_positive_int, check_positive_number, check_unit_interval
+from .data import DATASETS, load_dataset
 from .models import build_ann, build_snn
 from .norms import available_norms, get_spec
 from .probes import firing_rates
 from .stats import Summary, one_image
-from .training import History, fit, seed_everything
+from .training import History, check_seeds, fit, seed_everything
 
 KINDS = ("ann", "snn")
 
@@ -35,7 +36,12 @@ class TrainConfig:
     ``beta`` and ``threshold`` are the LIF neuron's (the normaliser is built for them too);
     ``norm_options`` are the method's own hyperparameters (its ``NormSpec.options``, e.g.
     ``{"alpha": 0.7}`` for tdBN or ``{"stabilize": False}`` for the E-I network), checked
-    against the method when the model is built.
+    against the method when the model is built. Every field is checked when the config is made:
+
+    >>> TrainConfig(depth=0)
+    Traceback (most recent call last):
+        ...
+    ValueError: TrainConfig: depth must be positive (an int >= 1), got 0
     """
 
     depth: int = 6
@@ -49,6 +55,34 @@ class TrainConfig:
     dataset: str = "digits"
     device: str = "cpu"
     norm_options: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        name = "TrainConfig"
+        for key in ("depth", "width", "num_steps", "epochs", "batch_size"):
+            check_positive_int(getattr(self, key), key, name)
+        check_positive_number(self.lr, "lr", name)
+        check_unit_interval(self.beta, "beta", name, closed_low=True)
+        check_positive_number(self.threshold, "threshold", name)
+        if not isinstance(self.dataset, str):
+            raise TypeError(f"{name}: dataset must be a str (one of {', '.join(DATASETS)}), got {type(self.dataset).__name__}")
+        if self.dataset not in DATASETS:
+            raise ValueError(f"{name}: dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
+        if not isinstance(self.device, str):
+            raise TypeError(
+                f"{name}: device must be a str such as 'cpu' or 'cuda:0' (it is saved with the results), got "
+                f"{type(self.device).__name__}; pass str(device)"
+            )
+        try:
+            device = torch.device(self.device)
+        except RuntimeError as error:
+            raise ValueError(f"{name}: device {self.device!r} is not a device ({error})") from None
+        if device.type == "meta":
+            raise ValueError(f"{name}: device 'meta' holds shapes but no data, so nothing can train on it; use cpu")
+        if not isinstance(self.norm_options, dict) or not all(isinstance(k, str) for k in self.norm_options):
+            raise TypeError(
+                f"{name}: norm_options must be a dict of the method's option names (str) to values, got "
+                f"{self.norm_options!r}"
+            )
 
 
 def build_model(kind: str, norm: str, config: TrainConfig, in_channels: int = 1, image_size: int = 8):
@@ -104,6 +138,13 @@ def train_once(
     The history holds the validation accuracy of every epoch and, with ``measure_test``, the
     test accuracy measured once, after the last epoch.
     """
+    if kind not in KINDS:
+        raise ValueError(f"train_once: kind must be 'ann' or 'snn', got {kind!r}")
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"train_once: config must be a TrainConfig, got {type(config).__name__}")
+    for callback, name in ((prepare, "prepare"), (on_epoch, "on_epoch")):
+        if callback is not None and not callable(callback):
+            raise TypeError(f"train_once: {name} must be callable or None, got {type(callback).__name__}")
     split = load_dataset(config.dataset) if split is None else split
     seed_everything(seed)
     channels, size = split.image_shape[0], split.image_shape[1]
@@ -288,9 +329,13 @@ def headline(
     e.g. ``"tebn"`` or ``"ei"``) is trained as an SNN only.
     """
     config = headline_config() if config is None else config
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"headline: config must be a TrainConfig or None, got {type(config).__name__}")
+    if isinstance(norms, str):
+        raise TypeError(f"headline: norms must be a sequence of registry names, got the str {norms!r}; wrap it in a list")
     norms = list(norms)
-    seeds = list(seeds)
-    if not norms or not seeds:
+    seeds = check_seeds(seeds, "headline")
+    if not norms:
         raise ValueError("headline: give at least one normaliser and one seed")
     if len(set(norms)) != len(norms):
         raise ValueError(f"headline: a normaliser appears twice: {norms}")
@@ -356,9 +401,18 @@ def depth_sweep(
     Firing rates are measured on the first ``probe_samples`` validation images.
     """
     config = TrainConfig() if config is None else config
-    seeds = list(seeds)
-    if not seeds:
-        raise ValueError("depth_sweep: give at least one seed")
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"depth_sweep: config must be a TrainConfig or None, got {type(config).__name__}")
+    seeds = check_seeds(seeds, "depth_sweep")
+    depths = list(depths)
+    if not depths:
+        raise ValueError("depth_sweep: give at least one depth")
+    for depth in depths:
+        check_positive_int(depth, "every depth", "depth_sweep")
+    kinds = list(kinds)
+    if not kinds or any(kind not in KINDS for kind in kinds) or len(set(kinds)) != len(kinds):
+        raise ValueError(f"depth_sweep: kinds must be distinct names among {KINDS}, got {kinds}")
+    check_positive_int(probe_samples, "probe_samples", "depth_sweep")
     split = load_dataset(config.dataset)
     probe_x = split.x_val[:probe_samples]
     val = {kind: [] for kind in kinds}

@@ -77,8 +77,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checks import check_channels, check_floating, check_positive_int, check_rank
-from .sequences import merge_time, split_time
+from .checks import (
+    check_bool,
+    check_channels,
+    check_finite_number,
+    check_floating,
+    check_nonnegative_int,
+    check_positive_int,
+    check_positive_number,
+    check_rank,
+    check_unit_interval,
+)
+from .sequences import check_sequence, merge_time, split_time
 
 
 @dataclass(frozen=True)
@@ -99,7 +109,7 @@ class EIInitStatistics:
     inhibitory_gain: float  # g_I = sqrt(Ex2 + Vx) / (sqrt(d) Ex)
 
 
-def input_moments(x: torch.Tensor) -> tuple[float, float, float]:
+def input_moments(x: torch.Tensor, layer: str = "input_moments") -> tuple[float, float, float]:
     """``(Ex, Ex2, Vx)`` of a batch ``[N, ...]`` (N samples, time already merged into N).
 
     ``Vx`` is the unbiased variance of every input element over the N samples, averaged over
@@ -108,11 +118,21 @@ def input_moments(x: torch.Tensor) -> tuple[float, float, float]:
     >>> x = torch.tensor([[0.0, 1.0], [1.0, 1.0]])           # 2 samples, 2 input elements
     >>> input_moments(x)                                     # Ex, Ex2, Vx
     (0.75, 0.75, 0.25)
+
+    ``layer`` names the caller in error messages: fewer than 2 samples, or a batch holding
+    NaN or Inf (its moments would be meaningless), is a ``ValueError``.
     """
-    if x.shape[0] < 2:
-        raise ValueError(f"input_moments: E-I Init needs at least 2 samples, got shape {tuple(x.shape)}")
+    check_floating(x, layer)
+    if x.dim() < 1 or x.shape[0] < 2:
+        raise ValueError(f"{layer}: E-I Init needs at least 2 samples, got shape {tuple(x.shape)}")
     x = x.detach().double()
-    return x.mean().item(), x.square().mean().item(), x.var(dim=0, correction=1).mean().item()
+    moments = torch.stack([x.mean(), x.square().mean(), x.var(dim=0, correction=1).mean()]).tolist()
+    if not all(math.isfinite(m) for m in moments):
+        raise ValueError(
+            f"{layer}: E-I Init needs a finite batch, got one holding NaN or Inf (moments Ex, Ex2, Vx = "
+            f"{moments}); initialise on clean data"
+        )
+    return tuple(moments)
 
 
 def ei_init_scales(fan_in: int, mean: float, second_moment: float, variance: float) -> tuple[float, float]:
@@ -122,6 +142,15 @@ def ei_init_scales(fan_in: int, mean: float, second_moment: float, variance: flo
     >>> round(sigma, 4), round(gain_i, 4)                    # sqrt(0.25 / (9 * 0.75)), sqrt(0.75) / (3 * 0.5)
     (0.1925, 0.5774)
     """
+    name = "ei_init_scales"
+    fan_in = check_positive_int(fan_in, "fan_in", name)
+    mean = check_finite_number(mean, "mean", name)
+    second_moment = check_finite_number(second_moment, "second_moment", name)
+    variance = check_finite_number(variance, "variance", name)
+    if second_moment < 0 or variance < 0:
+        raise ValueError(
+            f"{name}: second_moment and variance must be >= 0, got {second_moment} and {variance}"
+        )
     if not mean > 0:
         raise ValueError(
             f"E-I Init: the input has mean {mean:.3g}; the inhibitory gain g_I = sqrt(Ex2 + Vx) / "
@@ -139,7 +168,11 @@ def ei_init_scales(fan_in: int, mean: float, second_moment: float, variance: flo
 
 
 class _ScaleGradient(torch.autograd.Function):
-    """Identity in the forward pass; multiplies the gradient by ``factor`` in the backward pass."""
+    """Identity in the forward pass; multiplies the gradient by ``factor`` in the backward pass.
+
+    The backward pass is a differentiable torch operation (``grad * factor``), so second-order
+    gradients are exact: the map is linear, ``d/dgrad (grad * factor) = factor``.
+    """
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, factor: float) -> torch.Tensor:
@@ -159,6 +192,8 @@ def scale_gradient(x: torch.Tensor, factor: float) -> torch.Tensor:
     >>> x.grad
     tensor([0.2500, 0.2500, 0.2500])
     """
+    check_floating(x, "scale_gradient")
+    factor = check_finite_number(factor, "factor", "scale_gradient")
     return _ScaleGradient.apply(x, factor)
 
 
@@ -179,6 +214,12 @@ def stabilize_divisor(divisor: torch.Tensor, straight_through: bool = True, fall
     tensor([[0.5000, 2.0000, 0.5000],
             [1.0000, 1.0000, 1.0000]])
     """
+    name = "stabilize_divisor"
+    check_floating(divisor, name)
+    if divisor.dim() < 2:
+        raise ValueError(f"{name}: expected a divisor [N, ...] of rank >= 2 (one row per sample), got shape {tuple(divisor.shape)}")
+    check_bool(straight_through, "straight_through", name)
+    fallback = check_positive_number(fallback, "fallback", name)
     flat = divisor.flatten(1)
     positive = flat > 0
     smallest = torch.where(positive, flat, math.inf).amin(dim=1, keepdim=True)
@@ -210,6 +251,10 @@ class _EICircuit(nn.Module):
         super().__init__()
         name = type(self).__name__
         check_positive_int(ei_ratio, "ei_ratio", name)
+        flags = dict(output=output, stabilize=stabilize, straight_through=straight_through,
+                     scale_inhibitory_grad=scale_inhibitory_grad, auto_init=auto_init)
+        for flag, value in flags.items():
+            check_bool(value, flag, name)
         self.num_excitatory = num_excitatory
         self.num_inhibitory = max(1, num_excitatory // ei_ratio)
         self.ei_ratio = ei_ratio
@@ -276,7 +321,8 @@ class _EICircuit(nn.Module):
         Time is merged into the batch. Sets ``W_EE, W_IE ~ Exponential(sigma)``,
         ``W_EI = 1/n_I``, ``g_E = 1``, ``b_E = 0``, ``g_I = sqrt(Ex2 + Vx) / (sqrt(d) Ex)``
         (see the module docstring), marks the layer initialised and returns the statistics.
-        Raises ``ValueError`` when the input has zero mean (nothing to normalise by).
+        Raises ``ValueError`` when the input has zero mean (nothing to normalise by), fewer than
+        2 samples, or NaN/Inf (the layer stays as it was).
 
         >>> _ = torch.manual_seed(0)
         >>> layer = EIConv2d(2, 8, 3, padding=1)
@@ -284,8 +330,9 @@ class _EICircuit(nn.Module):
         >>> layer.initialised, round(statistics.mean, 1)
         (True, 0.5)
         """
+        check_floating(x, type(self).__name__)
         merged, _ = self._merge(x, one_step=x.dim() == self._sequence_rank - 1)
-        statistics = self._apply_ei_init(*input_moments(merged))
+        statistics = self._apply_ei_init(*input_moments(merged, type(self).__name__))
         self.initialised = True
         self.init_statistics = statistics
         return statistics
@@ -340,7 +387,15 @@ class _EICircuit(nn.Module):
         """
         name = type(self).__name__
         check_floating(x, name)
+        if x.dtype != self.weight_ee.dtype:
+            raise TypeError(
+                f"{name}: the layer's parameters are {self.weight_ee.dtype}, got an input of dtype {x.dtype}; "
+                f"convert the input with x.to({self.weight_ee.dtype}) or the layer with layer.to({x.dtype}) "
+                "(.float() / .double())"
+            )
         self._check_layout(x, one_step)
+        if not one_step:
+            check_sequence(x, name, f"[T, B, ...] of rank {self._sequence_rank}")
         if x.numel() and bool(x.amin() < 0):
             raise ValueError(
                 f"{type(self).__name__}: an E-I circuit needs non-negative input (spikes, pooled spikes or "
@@ -429,6 +484,14 @@ class EILinear(_EICircuit):
         return values
 
 
+def _pair(value, name: str, layer: str, check) -> tuple[int, int]:
+    """An int or a pair of ints (as ``nn.Conv2d`` takes them) as a checked pair."""
+    pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+    if len(pair) != 2:
+        raise ValueError(f"{layer}: {name} must be an int or a pair of ints, got {value!r}")
+    return tuple(check(v, name, layer) for v in pair)
+
+
 class EIConv2d(_EICircuit):
     """Convolutional E-I circuit on ``[T, B, C, H, W]`` (or one step ``[B, C, H, W]``).
 
@@ -440,7 +503,9 @@ class EIConv2d(_EICircuit):
     Args:
         in_channels: input channels.
         out_channels: number of excitatory channels n_E.
-        kernel_size, stride, padding: of the two convolutions, as in ``nn.Conv2d``.
+        kernel_size, stride, padding: of the two convolutions, as in ``nn.Conv2d`` (an int or a
+            pair of ints; kernel_size and stride >= 1, padding >= 0). An input smaller than the
+            kernel after padding is refused at the forward pass.
         ei_ratio, output, stabilize, straight_through, scale_inhibitory_grad, auto_init: as in
             :class:`EILinear`.
 
@@ -473,11 +538,9 @@ class EIConv2d(_EICircuit):
         name = type(self).__name__
         check_positive_int(in_channels, "in_channels", name)
         check_positive_int(out_channels, "out_channels", name)
-        kernel = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
-        if len(kernel) != 2:
-            raise ValueError(f"{name}: kernel_size must be an int or a pair, got {kernel_size!r}")
-        for k in kernel:
-            check_positive_int(k, "kernel_size", name)
+        kernel = _pair(kernel_size, "kernel_size", name, check_positive_int)
+        stride = _pair(stride, "stride", name, check_positive_int)
+        padding = _pair(padding, "padding", name, check_nonnegative_int)
         super().__init__(
             out_channels,
             ei_ratio,
@@ -502,6 +565,13 @@ class EIConv2d(_EICircuit):
         else:
             check_rank(x, (5,), name, "[T, B, C, H, W] (or pass t= for one step [B, C, H, W])")
             check_channels(x, 2, self.in_channels, name)
+        padded = [size + 2 * pad for size, pad in zip(x.shape[-2:], self.padding)]
+        if any(p < k for p, k in zip(padded, self.kernel_size)):
+            raise ValueError(
+                f"{name}: the {self.kernel_size[0]}x{self.kernel_size[1]} kernel is larger than the input "
+                f"{x.shape[-2]}x{x.shape[-1]} padded by {self.padding} ({padded[0]}x{padded[1]}; input shape "
+                f"{tuple(x.shape)}); use larger images, more padding or a smaller kernel_size"
+            )
 
     def _drive(self, x, weight_ee, weight_ie):
         both = F.conv2d(x, torch.cat([weight_ee, weight_ie]), stride=self.stride, padding=self.padding)
@@ -521,6 +591,8 @@ def circuits(model: nn.Module) -> list[_EICircuit]:
     >>> [type(c).__name__ for c in circuits(build_snn("ei", depth=2, width=8, num_steps=2))]
     ['EIConv2d', 'EIConv2d', 'EILinear']
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"circuits: expected an nn.Module, got {type(model).__name__}")
     return [m for m in model.modules() if isinstance(m, _EICircuit)]
 
 
@@ -569,6 +641,7 @@ def ei_init(model: nn.Module, x: torch.Tensor) -> list[EIInitStatistics]:
     layers = circuits(model)
     if not layers:
         raise TypeError(f"ei_init: {type(model).__name__} has no E-I circuits (EILinear, EIConv2d)")
+    check_floating(x, "ei_init")
     auto = [layer.auto_init for layer in layers]
     was_training = model.training
     for layer in layers:
@@ -633,6 +706,12 @@ def straight_through_gradient_gap(model: nn.Module, x: torch.Tensor, y: torch.Te
         raise TypeError(
             f"straight_through_gradient_gap: {type(model).__name__} has no E-I circuits (EILinear, EIConv2d)"
         )
+    check_floating(x, "straight_through_gradient_gap")
+    if not isinstance(y, torch.Tensor) or y.is_floating_point() or y.dim() != 1:
+        raise TypeError(
+            "straight_through_gradient_gap: y must be a 1-D tensor of integer class labels [B], got "
+            + (f"{y.dtype} tensor of shape {tuple(y.shape)}" if isinstance(y, torch.Tensor) else type(y).__name__)
+        )
     parameters = [p for p in model.parameters() if p.requires_grad]
     flags = [layer.straight_through for layer in layers]
     was_training = model.training
@@ -674,8 +753,12 @@ def ei_current_at_init(
     >>> current.shape, bool(torch.isfinite(current).all())
     (torch.Size([2, 8, 8, 4, 4]), True)
     """
-    if not 0 < rate <= 1:
-        raise ValueError(f"ei_current_at_init: rate must be in (0, 1], got {rate!r}")
+    name = "ei_current_at_init"
+    rate = check_unit_interval(rate, "rate", name)
+    for argument, value in (("ei_ratio", ei_ratio), ("channels", channels), ("batch", batch),
+                            ("num_steps", num_steps), ("size", size)):
+        check_positive_int(value, argument, name)
+    check_nonnegative_int(seed, "seed", name)
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     layer = EIConv2d(channels, channels, 3, ei_ratio=ei_ratio, padding=1)

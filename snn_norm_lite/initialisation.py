@@ -46,8 +46,22 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .checks import check_floating, check_positive_number
+from .checks import check_bool, check_floating, check_nonnegative_int, check_positive_int, check_positive_number
 from .probes import firing_rates, per_step_statistics, spiking_layers
+
+
+def _check_model(model: nn.Module, name: str) -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{name}: expected a spiking network (an nn.Module such as SpikingConvNet), got {type(model).__name__}")
+
+
+def _check_seeds(seeds, name: str) -> list[int]:
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
+        raise TypeError(f"{name}: seeds must be a sequence of ints, e.g. (0, 1, 2), got {type(seeds).__name__} {seeds!r}")
+    seeds = [check_nonnegative_int(seed, "each seed", name) for seed in seeds]
+    if not seeds:
+        raise ValueError(f"{name}: give at least one seed")
+    return seeds
 
 
 def _check_blocks(model: nn.Module, name: str) -> list[nn.Module]:
@@ -80,7 +94,9 @@ def current_scale(model: nn.Module, x: torch.Tensor, train_mode: bool = False) -
     >>> scale.shape, torch.allclose(scale, torch.ones(3), atol=0.01)   # tdBN sets std(I) = V_th
     (torch.Size([3]), True)
     """
+    _check_model(model, "current_scale")
     check_floating(x, "current_scale")
+    check_bool(train_mode, "train_mode", "current_scale")
     stats = per_step_statistics(model, x, train_mode=train_mode)
     mean_t, var_t = stats["current_mean"], stats["current_var"]  # [L, T], equal-sized groups per step
     second_moment = (var_t + mean_t.square()).mean(dim=1)
@@ -101,6 +117,8 @@ def layer_profile(model: nn.Module, x: torch.Tensor) -> dict[str, list[float]]:
     >>> sorted(profile), len(profile["rate"])
     (['rate', 'scale'], 3)
     """
+    _check_model(model, "layer_profile")
+    check_floating(x, "layer_profile")
     scale = current_scale(copy.deepcopy(model), x, train_mode=True)
     rate = firing_rates(copy.deepcopy(model), x, train_mode=True)
     return {"scale": scale.tolist(), "rate": rate.tolist()}
@@ -131,9 +149,11 @@ def profile_at_init(
     from .experiments import TrainConfig, build_model
     from .training import seed_everything
 
-    seeds = list(seeds)
-    if not seeds:
-        raise ValueError("profile_at_init: give at least one seed")
+    name = "profile_at_init"
+    seeds = _check_seeds(seeds, name)
+    check_positive_int(samples, "samples", name)
+    if init_gain is not None:
+        check_positive_number(init_gain, "init_gain", name)
     split = load_digits()
     config = TrainConfig(depth=depth, width=width, num_steps=num_steps, beta=beta, threshold=threshold)
     profiles = []
@@ -168,6 +188,8 @@ def threshold_scaled_init_(model: nn.Module, x: torch.Tensor, gain: float = 1.0)
     blocks = _check_blocks(model, name)
     check_floating(x, name)
     check_positive_number(gain, "gain", name)
+    if not bool(torch.isfinite(x).all()):  # once, at initialisation
+        raise ValueError(f"{name}: the calibration batch x holds NaN or Inf; calibrate on clean images")
     for i, block in enumerate(blocks):
         if not isinstance(getattr(block, "norm", nn.Identity()), nn.Identity):
             raise ValueError(
@@ -210,11 +232,22 @@ def activity_at_init(
     from .experiments import TrainConfig, build_model
     from .training import seed_everything
 
+    name = "activity_at_init"
+    if isinstance(norms, str) or not hasattr(norms, "__iter__"):
+        raise TypeError(f"{name}: norms must be a sequence of registry names, e.g. ('none', 'bn'), got {norms!r}")
+    norms = list(norms)
+    if not norms:
+        raise ValueError(f"{name}: give at least one registry name in norms, e.g. ('none', 'bn')")
+    for norm in norms:
+        if not isinstance(norm, str):
+            raise TypeError(f"{name}: every entry of norms must be a registry name (str), got {type(norm).__name__} {norm!r}")
+    check_positive_int(samples, "samples", name)
+    check_nonnegative_int(seed, "seed", name)
     split = load_dataset("digits")
     config = TrainConfig(depth=depth, width=width, num_steps=num_steps, beta=beta, threshold=threshold)
     rates = {}
-    for name in norms:
+    for norm in norms:
         seed_everything(seed)
-        model = build_model("snn", name, config)
-        rates[name] = firing_rates(model, split.x_val[:samples], train_mode=True).tolist()
+        model = build_model("snn", norm, config)
+        rates[norm] = firing_rates(model, split.x_val[:samples], train_mode=True).tolist()
     return rates

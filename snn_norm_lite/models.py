@@ -20,32 +20,133 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .checks import check_channels, check_floating, check_positive_int, check_rank
+from collections.abc import Mapping
+
+from .checks import (
+    check_bool,
+    check_floating,
+    check_num_steps,
+    check_positive_int,
+    check_positive_number,
+    check_rank,
+    check_unit_interval,
+)
 from .neurons import MultiStepLeaky
 from .norms import NormSpec, build_norm, get_spec, register
 from .norms.registry import check_options
-from .sequences import over_time
+from .sequences import check_sequence, over_time
 
 
 def _conv(in_channels: int, out_channels: int, norm: str) -> nn.Conv2d:
     return nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=(norm == "none"))
 
 
-def _check_architecture(name: str, depth: int, width: int, image_size: int) -> int:
+def _check_architecture(
+    name: str, depth: int, width: int, in_channels: int, num_classes: int, image_size: int
+) -> int:
     """Validate the shape arguments; return the number of features the read-out sees."""
     check_positive_int(depth, "depth", name)
     check_positive_int(width, "width", name)
+    check_positive_int(in_channels, "in_channels", name)
+    check_positive_int(num_classes, "num_classes", name)
     check_positive_int(image_size, "image_size", name)
     if image_size % 2:
         raise ValueError(f"{name}: image_size must be even (the network pools by 2), got {image_size}")
     return width * (image_size // 2) ** 2
 
 
+def _check_norm_options(norm_options, name: str) -> dict:
+    """``norm_options`` as a new dict: ``None`` or a mapping of option names to values."""
+    if norm_options is None:
+        return {}
+    if not isinstance(norm_options, Mapping):
+        raise TypeError(
+            f"{name}: norm_options must be a dict of the method's options (e.g. {{'alpha': 0.7}}) or None, "
+            f"got {type(norm_options).__name__} {norm_options!r}"
+        )
+    return dict(norm_options)
+
+
+def _check_neuron(name: str, beta: float, threshold: float) -> tuple[float, float]:
+    """The LIF leak and threshold every neuron of a spiking network is built with, checked."""
+    return (
+        check_unit_interval(beta, "beta", name, closed_low=True),
+        check_positive_number(threshold, "threshold", name),
+    )
+
+
+def _check_backend(name: str, backend: str) -> str:
+    if not isinstance(backend, str) or backend not in ("fused", "snntorch"):
+        raise ValueError(f"{name}: backend must be 'fused' or 'snntorch', got {backend!r}")
+    return backend
+
+
+def _check_modules(name: str, **modules) -> None:
+    for argument, module in modules.items():
+        if not isinstance(module, nn.Module):
+            raise TypeError(f"{name}: {argument} must be an nn.Module, got {type(module).__name__}")
+
+
+# Data sets of the package, by (channels, image size): how a network's input is described.
+_DATA_SHAPES = {(1, 8): "digits-sized", (3, 32): "CIFAR-10-sized"}
+
+
+def check_network_input(model: nn.Module, x: torch.Tensor, image_dim: int) -> None:
+    """Refuse an input of another dtype or image shape than ``model`` was built for.
+
+    ``model`` has the attributes ``in_channels``, ``image_size`` and ``norm_name``;
+    ``image_dim`` is the dimension of ``x`` that holds the channels (1 for ``[B, C, H, W]``,
+    2 for ``[T, B, C, H, W]``). Only shapes and dtypes are read (no host-device sync). The
+    message says what the network was built for and which build call fits the input.
+
+    >>> model = build_ann("bn", depth=2, width=4)
+    >>> check_network_input(model, torch.rand(2, 3, 32, 32), 1)
+    Traceback (most recent call last):
+        ...
+    ValueError: ConvNet: built for [B, 1, 8, 8] images (digits-sized: in_channels=1, image_size=8), got shape (2, 3, 32, 32); for this input build a network with build_ann('bn', ..., in_channels=3, image_size=32)
+    >>> check_network_input(model, torch.rand(2, 1, 8, 8, dtype=torch.float64), 1)
+    Traceback (most recent call last):
+        ...
+    TypeError: ConvNet: the model's parameters are torch.float32, got an input of dtype torch.float64; ...
+    """
+    name = type(model).__name__
+    check_floating(x, name)
+    layout = "[B, C, H, W]" if image_dim == 1 else "[T, B, C, H, W]"
+    check_rank(x, (image_dim + 3,), name, layout)
+    dtype = next(model.parameters()).dtype
+    if x.dtype != dtype:
+        raise TypeError(
+            f"{name}: the model's parameters are {dtype}, got an input of dtype {x.dtype}; convert the "
+            f"input with x.to({dtype}) (x.float() for float32) or the model with model.to({x.dtype}) "
+            "(model.double() for float64)"
+        )
+    channels, height, width = x.shape[image_dim:]
+    size = model.image_size
+    if (channels, height, width) == (model.in_channels, size, size):
+        return
+    kind = _DATA_SHAPES.get((model.in_channels, size))
+    built = f"[B, {model.in_channels}, {size}, {size}] images (" + (f"{kind}: " if kind else "")
+    built += f"in_channels={model.in_channels}, image_size={size})"
+    builder = "build_ann" if isinstance(model, ConvNet) else "build_snn"
+    if height != width:
+        fix = f"the network takes square images (image_size x image_size); crop or pad these {height} x {width} ones"
+    elif height % 2:
+        fix = f"image_size must be even (the network pools by 2); crop or pad these {height} x {width} images by one pixel"
+    else:
+        fix = (
+            f"for this input build a network with {builder}({model.norm_name!r}, ..., "
+            f"in_channels={channels}, image_size={height})"
+        )
+    raise ValueError(f"{name}: built for {built}, got shape {tuple(x.shape)}; {fix}")
+
+
 class ConvNet(nn.Module):
     """Conventional CNN: ``depth`` x (conv3x3 -> norm -> ReLU), pool, linear read-out.
 
-    Input ``[B, C, H, W]`` floats; output logits ``[B, num_classes]``. ``norm_options`` are the
-    normaliser's own hyperparameters (its ``NormSpec.options``).
+    Input ``[B, C, H, W]`` floats of the model's dtype, with ``C = in_channels`` and
+    ``H = W = image_size`` (anything else is refused, saying how to build a network for it);
+    output logits ``[B, num_classes]``. ``norm_options`` are the normaliser's own
+    hyperparameters (its ``NormSpec.options``).
 
     >>> ConvNet("bn", depth=2, width=4)(torch.rand(5, 1, 8, 8)).shape
     torch.Size([5, 10])
@@ -62,8 +163,9 @@ class ConvNet(nn.Module):
         norm_options: dict | None = None,
     ):
         super().__init__()
-        features = _check_architecture(type(self).__name__, depth, width, image_size)
-        options = dict(norm_options or {})
+        name = type(self).__name__
+        features = _check_architecture(name, depth, width, in_channels, num_classes, image_size)
+        options = _check_norm_options(norm_options, name)
         self.norm_name, self.depth, self.width, self.in_channels = norm, depth, width, in_channels
         self.image_size = image_size
         blocks = []
@@ -83,7 +185,7 @@ class ConvNet(nn.Module):
         name = type(self).__name__
         check_floating(x, name)
         check_rank(x, (4,), name, "[B, C, H, W]")
-        check_channels(x, 1, self.in_channels, name)
+        check_network_input(self, x, 1)
         for i, block in enumerate(self.blocks):
             x = block(x)
             if i == 0:
@@ -101,6 +203,7 @@ class SpikingBlock(nn.Module):
 
     def __init__(self, conv: nn.Conv2d, norm: nn.Module, neuron: nn.Module):
         super().__init__()
+        _check_modules(type(self).__name__, conv=conv, norm=norm, neuron=neuron)
         self.conv, self.norm, self.neuron = conv, norm, neuron
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -127,16 +230,29 @@ class SpikingNetwork(nn.Module):
     """
 
     def as_sequence(self, x: torch.Tensor) -> torch.Tensor:
-        """Check the input and return it as ``[T, B, C, H, W]`` (a static image is repeated)."""
+        """Check the input and return it as ``[T, B, C, H, W]`` (a static image is repeated).
+
+        Accepted: a static batch ``[B, C, H, W]`` (a view repeating it ``num_steps`` times is
+        returned) or a sequence ``[T, B, C, H, W]`` with ``T == num_steps``; in both,
+        ``C = in_channels``, ``H = W = image_size`` and the dtype of the model's parameters.
+
+        >>> model = build_snn("bn", depth=2, width=4, num_steps=3)
+        >>> model.as_sequence(torch.rand(5, 1, 8, 8)).shape
+        torch.Size([3, 5, 1, 8, 8])
+        >>> model.as_sequence(torch.rand(2, 5, 1, 8, 8))
+        Traceback (most recent call last):
+            ...
+        ValueError: SpikingConvNet: built for num_steps=3, got a sequence of 2 steps ...
+        """
         name = type(self).__name__
         check_floating(x, name)
         check_rank(x, (4, 5), name, "[B, C, H, W] (static) or [T, B, C, H, W]")
         if x.dim() == 4:
-            check_channels(x, 1, self.in_channels, name)
+            check_network_input(self, x, 1)
             return x.unsqueeze(0).expand(self.num_steps, *x.shape)
-        check_channels(x, 2, self.in_channels, name)
-        if x.shape[0] != self.num_steps:
-            raise ValueError(f"{name}: built for num_steps={self.num_steps}, got a sequence of {x.shape[0]} steps")
+        check_sequence(x, name, "[T, B, C, H, W]")
+        check_num_steps(x, self.num_steps, name)
+        check_network_input(self, x, 2)
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -156,8 +272,9 @@ class SpikingConvNet(SpikingNetwork):
     """Spiking CNN with the architecture of :class:`ConvNet` and LIF neurons.
 
     Input: a static image batch ``[B, C, H, W]`` (presented at every step) or a sequence
-    ``[T, B, C, H, W]`` with ``T == num_steps``. Output: logits ``[B, num_classes]``, the
-    read-out averaged over the T steps.
+    ``[T, B, C, H, W]`` with ``T == num_steps``, ``C = in_channels``, ``H = W = image_size``,
+    in the dtype of the model's parameters (see :meth:`SpikingNetwork.as_sequence`). Output:
+    logits ``[B, num_classes]``, the read-out averaged over the T steps.
 
     Args:
         norm: registry name of the normalisation after each convolution.
@@ -192,12 +309,19 @@ class SpikingConvNet(SpikingNetwork):
     ):
         super().__init__()
         name = type(self).__name__
-        features = _check_architecture(name, depth, width, image_size)
+        features = _check_architecture(name, depth, width, in_channels, num_classes, image_size)
         check_positive_int(num_steps, "num_steps", name)
+        beta, threshold = _check_neuron(name, beta, threshold)
+        _check_backend(name, backend)
         spec = get_spec(norm)
         if spec.circuit:
             raise ValueError(f"{name}: {norm!r} is a circuit, not a layer; use build_snn({norm!r}, ...)")
-        options = dict(norm_options or {})
+        if spec.neuron is not None and backend != "fused":
+            raise ValueError(
+                f"{name}: backend={backend!r} selects the implementation of MultiStepLeaky, but {norm!r} brings "
+                "its own neuron; leave backend at its default 'fused'"
+            )
+        options = _check_norm_options(norm_options, name)
         self.norm_name, self.depth, self.width, self.in_channels = norm, depth, width, in_channels
         self.image_size, self.num_steps, self.beta, self.threshold = image_size, num_steps, beta, threshold
         blocks = []
@@ -239,7 +363,7 @@ def build_snn(norm: str = "bn", depth: int = 6, width: int = 32, num_steps: int 
     """
     spec = get_spec(norm)
     if spec.circuit:
-        options = dict(kwargs.pop("norm_options", None) or {})
+        options = _check_norm_options(kwargs.pop("norm_options", None), "build_snn")
         check_options(spec, options)
         return spec.build(depth=depth, width=width, num_steps=num_steps, **kwargs, **options)
     return SpikingConvNet(norm, depth, width, num_steps, **kwargs)
@@ -255,6 +379,7 @@ class EISpikingBlock(nn.Module):
 
     def __init__(self, circuit: EIConv2d, neuron: nn.Module):
         super().__init__()
+        _check_modules(type(self).__name__, circuit=circuit, neuron=neuron)
         self.circuit, self.neuron = circuit, neuron
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -321,8 +446,14 @@ class EISpikingConvNet(SpikingNetwork):
     ):
         super().__init__()
         name = type(self).__name__
-        features = _check_architecture(name, depth, width, image_size)
+        features = _check_architecture(name, depth, width, in_channels, num_classes, image_size)
         check_positive_int(num_steps, "num_steps", name)
+        beta, threshold = _check_neuron(name, beta, threshold)
+        _check_backend(name, backend)
+        check_positive_int(ei_ratio, "ei_ratio", name)
+        for flag, value in (("stabilize", stabilize), ("straight_through", straight_through),
+                            ("scale_inhibitory_grad", scale_inhibitory_grad)):
+            check_bool(value, flag, name)
         self.norm_name, self.depth, self.width, self.in_channels = "ei", depth, width, in_channels
         self.image_size, self.num_steps, self.beta, self.threshold = image_size, num_steps, beta, threshold
         prop = dict(stabilize=stabilize, straight_through=straight_through, scale_inhibitory_grad=scale_inhibitory_grad)
@@ -337,6 +468,7 @@ class EISpikingConvNet(SpikingNetwork):
         self.readout = EILinear(features, num_classes, ei_ratio=ei_ratio, output=True, **prop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.as_sequence(x)  # checked before anything is changed
         if self.training:
             enforce_dale(self)  # the stored weights back on Dale's law after each optimiser step
         return super().forward(x)  # the read-out gives logits I_EE - I_sub, averaged over T

@@ -18,6 +18,22 @@ Two interchangeable backends compute exactly this:
   autograd graph small, which is most of the cost of an SNN on a CPU.
 * ``"snntorch"``: snntorch's own ``Leaky`` called once per step; the reference the fused
   backend is tested against.
+
+Non-finite input. A NaN input current makes the membrane NaN, and ``NaN > V_th`` is false: the
+plain recurrence would silently stop firing and hand the next layer zeros. Both backends
+instead output ``NaN`` at every step (and element) where the membrane is not finite::
+
+    out_t = s_t      if u_t is finite,
+            NaN      otherwise (u_t NaN, +inf or -inf),
+
+so the NaN shows in the network's output. ``u_t`` stays non-finite from then on (for
+``beta > 0``), and so does the output. The mask is one element-wise pass over the whole
+``[T, ...]`` output after the loop (no per-step check, no host-device sync). Gradients of
+finite inputs are unchanged.
+
+The fused backend's backward pass is first-order only: second-order gradients
+(``create_graph=True``) raise a ``RuntimeError``. The neuron has no parameters of its own
+(``threshold`` is a number); it computes in the dtype of its input.
 """
 
 from __future__ import annotations
@@ -29,7 +45,8 @@ import torch
 from snntorch import surrogate
 from torch import nn
 
-from .checks import check_floating, check_positive_number, check_unit_interval
+from .checks import check_first_order, check_floating, check_positive_number, check_unit_interval
+from .sequences import check_sequence
 
 SURROGATE_ALPHA = 2.0  # snntorch's default arctan slope
 
@@ -39,7 +56,13 @@ def arctan_surrogate_grad(v: torch.Tensor, alpha: float = SURROGATE_ALPHA) -> to
 
     >>> arctan_surrogate_grad(torch.tensor([0.0, 1.0]))      # alpha / 2 at the threshold, smaller away from it
     tensor([1.0000, 0.0920])
+    >>> arctan_surrogate_grad(torch.tensor([0.0]), alpha=0)
+    Traceback (most recent call last):
+        ...
+    ValueError: arctan_surrogate_grad: alpha must be a positive number, got 0.0
     """
+    check_floating(v, "arctan_surrogate_grad")
+    alpha = check_positive_number(alpha, "alpha", "arctan_surrogate_grad")
     return (alpha / 2) / (1 + (math.pi / 2 * alpha * v) ** 2)
 
 
@@ -62,12 +85,14 @@ class _FusedLIF(torch.autograd.Function):
             torch.add(x[t], membranes[t - 1], alpha=beta, out=membranes[t])  # x_t + beta u_{t-1}
             membranes[t].sub_(spikes[t - 1], alpha=threshold)  # - V_th s_{t-1} (reset, no gradient)
             torch.gt(membranes[t], threshold, out=spikes[t])  # s_t = H(u_t - V_th)
+        spikes.masked_fill_(torch.isfinite(membranes).logical_not_(), math.nan)  # a non-finite membrane shows
         ctx.save_for_backward(membranes)
         ctx.beta, ctx.threshold, ctx.alpha = beta, threshold, alpha
         return spikes
 
     @staticmethod
     def backward(ctx, grad_spikes: torch.Tensor):
+        check_first_order("_FusedLIF (MultiStepLeaky, backend='fused')")
         (membranes,) = ctx.saved_tensors
         # local_t = dL/ds_t * (alpha/2) / (1 + (pi/2 alpha (u_t - V_th))^2), in place
         grad = membranes.sub(ctx.threshold).square_().mul_((math.pi / 2 * ctx.alpha) ** 2).add_(1.0)
@@ -93,6 +118,14 @@ class MultiStepLeaky(nn.Module):
     >>> x = torch.full((4, 1, 1), 0.6)                       # [T, B, features]: a constant input current
     >>> neuron(x).flatten()                                  # u = 0.6, 0.9, 1.05 (fires), 0.125
     tensor([0., 0., 1., 0.])
+
+    A non-finite membrane is not a silent neuron: the output is NaN from that step on.
+
+    >>> x[1] = float("nan")
+    >>> neuron(x).flatten()
+    tensor([0., nan, nan, nan])
+
+    Input: a float tensor ``[T, B, ...]`` with ``T >= 1`` (any float dtype; the output has it).
     """
 
     def __init__(self, beta: float = 0.9, threshold: float = 1.0, backend: str = "fused"):
@@ -111,8 +144,7 @@ class MultiStepLeaky(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         name = type(self).__name__
         check_floating(x, name)
-        if x.dim() < 2:
-            raise ValueError(f"{name}: expected a sequence [T, B, ...], got shape {tuple(x.shape)}")
+        check_sequence(x, name)
         threshold = float(self.threshold)
         if self.backend == "fused":
             return _FusedLIF.apply(x, self.beta, threshold, SURROGATE_ALPHA)
@@ -126,8 +158,10 @@ class MultiStepLeaky(nn.Module):
             reset_mechanism="subtract",
         )
         mem = torch.zeros_like(x[0])
-        spikes = []
+        spikes, finite = [], []
         for t in range(x.shape[0]):
             spk, mem = leaky(x[t], mem)
             spikes.append(spk)
-        return torch.stack(spikes).to(x.dtype)  # snntorch emits float32 spikes
+            finite.append(torch.isfinite(mem))
+        spikes = torch.stack(spikes).to(x.dtype)  # snntorch emits float32 spikes
+        return spikes.masked_fill(torch.stack(finite).logical_not_(), math.nan)  # a non-finite membrane shows

@@ -13,6 +13,8 @@ from typing import Iterable
 import torch
 from torch import nn
 
+from .checks import check_bool, check_floating, check_nonnegative_int, check_positive_int
+
 
 def spiking_layers(model: nn.Module) -> list[nn.Module]:
     """The model's spiking layers, in depth order: the one finder probes and AHSAR share.
@@ -34,6 +36,30 @@ def spiking_layers(model: nn.Module) -> list[nn.Module]:
     if not layers:
         raise ValueError(f"spiking_layers: {type(model).__name__} has no spiking layer (no neurons() and no module with a threshold)")
     return layers
+
+
+def _probe_inputs(model, x, layers, train_mode, caller: str) -> list[nn.Module]:
+    """Check a probe's arguments; return the layers to record (the model's spiking layers by default)."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{caller}: expected an nn.Module, got {type(model).__name__}")
+    check_floating(x, caller)
+    check_bool(train_mode, "train_mode", caller)
+    if layers is None:
+        return spiking_layers(model)
+    layers = list(layers)
+    if not layers or not all(isinstance(layer, nn.Module) for layer in layers):
+        raise ValueError(f"{caller}: layers must hold at least one layer (nn.Module), got {layers!r}")
+    return layers
+
+
+def _check_labels(x: torch.Tensor, y, caller: str) -> None:
+    if not isinstance(y, torch.Tensor) or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise TypeError(f"{caller}: y must be a tensor of integer class labels, got {getattr(y, 'dtype', type(y).__name__)}")
+    if y.dim() != 1 or x.dim() == 0 or len(y) != len(x):
+        raise ValueError(
+            f"{caller}: expected one label per image, labels [B] for images [B, ...], got shapes "
+            f"{tuple(y.shape)} and {tuple(x.shape)}"
+        )
 
 
 @contextmanager
@@ -70,7 +96,7 @@ def firing_rates(model: nn.Module, x: torch.Tensor, layers=None, train_mode: boo
     >>> rates.shape, bool(((rates >= 0) & (rates <= 1)).all())
     (torch.Size([3]), True)
     """
-    layers = spiking_layers(model) if layers is None else list(layers)
+    layers = _probe_inputs(model, x, layers, train_mode, "firing_rates")
     with _record(layers, keep_input=False) as records:
         _run_in_eval(model, x, train_mode=train_mode)
     return torch.stack([r["spikes"].float().mean() for r in records])
@@ -90,7 +116,7 @@ def per_step_statistics(model: nn.Module, x: torch.Tensor, layers=None, train_mo
     >>> sorted(statistics), statistics["current_var"].shape           # [layers, steps]
     (['current_mean', 'current_var', 'rate'], torch.Size([3, 2]))
     """
-    layers = spiking_layers(model) if layers is None else list(layers)
+    layers = _probe_inputs(model, x, layers, train_mode, "per_step_statistics")
     with _record(layers, keep_input=True) as records:
         _run_in_eval(model, x, train_mode=train_mode)
     reduce_dims = lambda v: tuple(range(1, v.dim()))  # noqa: E731 - everything but time
@@ -122,6 +148,10 @@ def gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[f
     >>> len(norms), all(n > 0 for n in norms)
     (3, True)
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"gradient_norms: expected an nn.Module, got {type(model).__name__}")
+    check_floating(x, "gradient_norms")
+    _check_labels(x, y, "gradient_norms")
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     if not convs:
         raise TypeError(f"gradient_norms: {type(model).__name__} has no Conv2d layers")
@@ -153,8 +183,16 @@ def accuracy_with_batch_statistics(model, x, y, batch_size: int, seed: int = 0, 
     """
     import copy
 
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"accuracy_with_batch_statistics: batch_size must be a positive int, got {batch_size!r}")
+    caller = "accuracy_with_batch_statistics"
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{caller}: expected an nn.Module, got {type(model).__name__}")
+    check_floating(x, caller)
+    _check_labels(x, y, caller)
+    if len(y) == 0:
+        raise ValueError(f"{caller}: no samples to evaluate (x and y are empty)")
+    check_positive_int(batch_size, "batch_size", caller)
+    check_nonnegative_int(seed, "seed", caller)
+    check_bool(sorted_by_class, "sorted_by_class", caller)
     probe = copy.deepcopy(model).eval()
     for module in probe.modules():
         if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):

@@ -24,6 +24,7 @@ False
 from __future__ import annotations
 
 import math
+import numbers
 import statistics
 from dataclasses import dataclass
 from typing import Sequence
@@ -44,11 +45,40 @@ class Summary:
 
     values: tuple[float, ...]
 
+    def __post_init__(self):
+        if not isinstance(self.values, tuple) or not all(type(v) is float for v in self.values):
+            raise TypeError(f"Summary: values must be a tuple of floats (build it with Summary.of), got {self.values!r}")
+        if not self.values:
+            raise ValueError("Summary: needs at least one value (one per seed), got none")
+        if not all(math.isfinite(v) for v in self.values):
+            raise ValueError(f"Summary: every value must be finite, got {self.values}")
+
     @classmethod
     def of(cls, values: Sequence[float]) -> "Summary":
-        values = tuple(float(v) for v in values)
+        """A summary of ``values``, one real number per seed (at least one, each finite).
+
+        >>> Summary.of([])
+        Traceback (most recent call last):
+            ...
+        ValueError: Summary.of: needs at least one value (one per seed), got none
+        >>> Summary.of(["90"])
+        Traceback (most recent call last):
+            ...
+        TypeError: Summary.of: every value must be a real number (int or float), got str '90' at index 0
+        """
+        if isinstance(values, (str, bytes, dict)) or not hasattr(values, "__iter__"):
+            raise TypeError(f"Summary.of: values must be a sequence of numbers, got {type(values).__name__}")
+        values = list(values)
+        for index, value in enumerate(values):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                hint = " (pass .item() for a tensor)" if hasattr(value, "item") else ""
+                raise TypeError(
+                    f"Summary.of: every value must be a real number (int or float), got "
+                    f"{type(value).__name__} {value!r} at index {index}{hint}"
+                )
         if not values:
-            raise ValueError("Summary.of: needs at least one value")
+            raise ValueError("Summary.of: needs at least one value (one per seed), got none")
+        values = tuple(float(v) for v in values)
         if not all(math.isfinite(v) for v in values):
             raise ValueError(f"Summary.of: every value must be finite, got {values}")
         return cls(values)
@@ -94,9 +124,17 @@ def one_image(num_test: int) -> float:
     >>> round(one_image(360), 3)
     0.278
     """
-    if isinstance(num_test, bool) or not isinstance(num_test, int) or num_test < 1:
-        raise ValueError(f"one_image: num_test must be a positive int, got {num_test!r}")
+    if isinstance(num_test, bool) or not isinstance(num_test, int):
+        raise TypeError(f"one_image: num_test must be an int (the number of test images), got {type(num_test).__name__} {num_test!r}")
+    if num_test < 1:
+        raise ValueError(f"one_image: num_test must be a positive int (the number of test images), got {num_test}")
     return 100.0 / num_test
+
+
+def _check_summaries(caller: str, **summaries) -> None:
+    for name, summary in summaries.items():
+        if not isinstance(summary, Summary):
+            raise TypeError(f"{caller}: {name} must be a Summary (Summary.of(values)), got {type(summary).__name__}")
 
 
 def resolved(a: Summary, b: Summary, num_test: int) -> bool:
@@ -105,6 +143,7 @@ def resolved(a: Summary, b: Summary, num_test: int) -> bool:
     >>> resolved(Summary.of([97.0, 97.5, 98.0]), Summary.of([93.0, 93.5, 94.0]), num_test=360)
     True
     """
+    _check_summaries("resolved", a=a, b=b)
     difference = abs(a.mean - b.mean)
     return difference > max(a.std, b.std) and difference > one_image(num_test)
 
@@ -117,6 +156,10 @@ def compare_text(name_a: str, a: Summary, name_b: str, b: Summary, num_test: int
     >>> print(compare_text("A", Summary.of([90.0, 92.0, 94.0]), "B", Summary.of([91.0, 93.0, 95.0]), 360))
     A (92.0 ± 2.0 (n=3)) vs B (93.0 ± 2.0 (n=3)): a difference of -1.0 points is not resolved (spread 2.0, one test image 0.28)
     """
+    _check_summaries("compare_text", a=a, b=b)
+    for name, value in (("name_a", name_a), ("name_b", name_b)):
+        if not isinstance(value, str):
+            raise TypeError(f"compare_text: {name} must be a str, got {type(value).__name__}")
     difference = a.mean - b.mean
     if not resolved(a, b, num_test):
         return (

@@ -21,6 +21,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .checks import check_bool, check_nonnegative_int, check_positive_int, check_positive_number
+
 
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and PyTorch so a run can be repeated exactly on the same machine.
@@ -31,9 +33,33 @@ def seed_everything(seed: int) -> None:
     """
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed_everything: seed must be an int, got {type(seed).__name__}")
+    if not 0 <= seed < 2**32:
+        raise ValueError(f"seed_everything: seed must be an int in 0 .. 2**32 - 1 (NumPy's range), got {seed}")
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def check_seeds(seeds, caller: str) -> list[int]:
+    """Return ``seeds`` as a list, or raise unless it holds at least one seed, each a distinct int >= 0.
+
+    >>> check_seeds(range(3), "headline")
+    [0, 1, 2]
+    >>> check_seeds((0, 0), "headline")
+    Traceback (most recent call last):
+        ...
+    ValueError: headline: a seed appears twice in [0, 0]; runs paired by seed need distinct seeds
+    """
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
+        raise TypeError(f"{caller}: seeds must be a sequence of ints, got {type(seeds).__name__} {seeds!r}")
+    seeds = list(seeds)
+    if not seeds:
+        raise ValueError(f"{caller}: give at least one seed")
+    for seed in seeds:
+        check_nonnegative_int(seed, "every seed", caller)
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"{caller}: a seed appears twice in {seeds}; runs paired by seed need distinct seeds")
+    return seeds
 
 
 @dataclass
@@ -81,6 +107,36 @@ class History:
         return None
 
 
+def _check_model(model, caller: str) -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{caller}: model must be a torch.nn.Module, got {type(model).__name__}")
+
+
+def _check_device(device, caller: str) -> None:
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"{caller}: device must be a str or a torch.device, got {type(device).__name__}")
+    try:
+        device = torch.device(device)
+    except RuntimeError as error:
+        raise ValueError(f"{caller}: {device!r} is not a device ({error})") from None
+    if device.type == "meta":
+        raise ValueError(f"{caller}: the meta device holds shapes but no data; train and evaluate on cpu, cuda or mps")
+
+
+def _check_iterable(data, name: str, caller: str) -> None:
+    if isinstance(data, (str, bytes, torch.Tensor)) or not hasattr(data, "__iter__"):
+        raise TypeError(f"{caller}: {name} must be a loader (an iterable of (x, y) batches), got {type(data).__name__}")
+
+
+def _check_logits(logits: torch.Tensor, y: torch.Tensor, caller: str) -> None:
+    """Logits ``[B, classes]`` and labels ``[B]``: a shape check, so nothing broadcasts silently."""
+    if logits.dim() != 2 or y.shape != logits.shape[:1]:
+        raise ValueError(
+            f"{caller}: expected logits [B, classes] and labels [B], got shapes {tuple(logits.shape)} and "
+            f"{tuple(y.shape)}"
+        )
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, data, device: str | torch.device = "cpu", batch_size: int = 512) -> float:
     """Accuracy of ``model`` in percent, in evaluation mode (the mode is restored after).
@@ -91,18 +147,29 @@ def evaluate(model: nn.Module, data, device: str | torch.device = "cpu", batch_s
     >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
     >>> evaluate(model, (torch.zeros(3, 4), torch.zeros(3, dtype=torch.long))) in (0.0, 100.0)
     True
+    >>> evaluate(model, (torch.zeros(0, 4), torch.zeros(0, dtype=torch.long)))
+    Traceback (most recent call last):
+        ...
+    ValueError: evaluate: no samples to evaluate (an empty loader or empty tensors)
     """
+    _check_model(model, "evaluate")
+    check_positive_int(batch_size, "batch_size", "evaluate")
+    _check_device(device, "evaluate")
     if isinstance(data, tuple) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
         x, y = data
-        if len(x) != len(y):
-            raise ValueError(f"evaluate: x and y must have the same length, got {len(x)} and {len(y)}")
+        if x.dim() == 0 or y.dim() == 0 or len(x) != len(y):
+            raise ValueError(
+                f"evaluate: x and y must have the same length, got shapes {tuple(x.shape)} and {tuple(y.shape)}"
+            )
         data = [(x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(y), batch_size)]
+    _check_iterable(data, "data", "evaluate")
     was_training = model.training
     model.eval()
     correct = total = 0
     try:
         for x, y in data:
             logits = model(x.to(device))
+            _check_logits(logits, y, "evaluate")
             correct += (logits.argmax(dim=1) == y.to(device)).sum().item()
             total += y.numel()
     finally:
@@ -138,9 +205,29 @@ def fit(
     >>> history = fit(build_ann("bn", depth=2, width=4), train, val, test_loader=test, epochs=2, progress=False)
     >>> len(history.val_accuracy), len(history.epoch_seconds), history.test_accuracy is not None
     (2, 2, True)
+    >>> fit(build_ann("bn", depth=2, width=4), [], progress=False)
+    Traceback (most recent call last):
+        ...
+    ValueError: fit: the training loader is empty (len 0); give it at least one batch
     """
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
-        raise ValueError(f"fit: epochs must be a non-negative int, got {epochs!r}")
+    _check_model(model, "fit")
+    _check_iterable(train_loader, "train_loader", "fit")
+    for loader, name in ((val_loader, "val_loader"), (test_loader, "test_loader")):
+        if loader is not None:
+            _check_iterable(loader, name, "fit")
+    check_nonnegative_int(epochs, "epochs", "fit")
+    lr = check_positive_number(lr, "lr", "fit")
+    _check_device(device, "fit")
+    check_bool(progress, "progress", "fit")
+    for callback, name in ((on_step, "on_step"), (on_epoch, "on_epoch")):
+        if callback is not None and not callable(callback):
+            raise TypeError(f"fit: {name} must be callable or None, got {type(callback).__name__}")
+    if not isinstance(description, str):
+        raise TypeError(f"fit: description must be a str, got {type(description).__name__}")
+    if hasattr(train_loader, "__len__") and len(train_loader) == 0:
+        raise ValueError("fit: the training loader is empty (len 0); give it at least one batch")
+    if next(iter(model.parameters()), None) is None:
+        raise ValueError(f"fit: {type(model).__name__} has no parameters to train")
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     loss_fn = nn.CrossEntropyLoss()
@@ -153,6 +240,7 @@ def fit(
         for x, y in train_loader:
             x, y = x.to(device), y.to(device)
             logits = model(x)
+            _check_logits(logits, y, "fit")
             loss = loss_fn(logits, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -163,7 +251,7 @@ def fit(
             correct += (logits.argmax(dim=1) == y).sum().item()
             seen += y.numel()
         if seen == 0:
-            raise ValueError("fit: the training loader yielded no samples")
+            raise ValueError("fit: the training loader yielded no samples; give it at least one batch")
         history.epoch_seconds.append(time.perf_counter() - started)
         history.train_loss.append(loss_sum / seen)
         history.train_accuracy.append(100.0 * correct / seen)

@@ -9,9 +9,12 @@ The experiment code never lives here: a panel only connects controls to a functi
 
 from __future__ import annotations
 
+import numbers
 from typing import Callable
 
 import matplotlib.pyplot as plt
+
+from .checks import check_bool, check_finite_number
 
 try:  # widgets are optional: the package works without a notebook front end
     import ipywidgets as widgets
@@ -26,8 +29,46 @@ def _require_widgets():
     return widgets
 
 
+def _check_slider(value, low, high, step, description, integer) -> None:
+    """Refuse a slider whose default is outside ``[low, high]``, whose range is empty or whose step
+    is not positive: ipywidgets would clamp the default or accept a step of 0 without a word."""
+    check_bool(integer, "integer", "slider")
+    if not isinstance(description, str):
+        raise TypeError(f"slider: description must be a str, got {type(description).__name__}")
+    caller = f"slider {description!r}"
+    names = ("value", "low", "high", "step")
+    if integer:
+        for number, name in zip((value, low, high, step), names):
+            if isinstance(number, bool) or not isinstance(number, numbers.Integral):
+                raise TypeError(
+                    f"{caller}: {name} must be an int for an integer slider, got {type(number).__name__} {number!r}"
+                )
+    else:
+        for number, name in zip((value, low, high, step), names):
+            check_finite_number(number, name, caller)
+    if not low < high:
+        raise ValueError(f"{caller}: low must be below high, got low={low}, high={high}")
+    if not step > 0:
+        raise ValueError(f"{caller}: step must be positive, got {step}")
+    if not low <= value <= high:
+        raise ValueError(
+            f"{caller}: the default value {value} is outside [{low}, {high}]; widen the range or change the "
+            "default (it is never clamped)"
+        )
+
+
 def slider(value, low, high, step, description: str, integer: bool = False):
-    """A labelled slider that only fires when released (training runs are not instant)."""
+    """A labelled slider that only fires when released (training runs are not instant).
+
+    The default ``value`` must lie in ``[low, high]``, ``low < high`` and ``step > 0`` (all ints
+    with ``integer=True``); anything else is refused before a widget is made:
+
+    >>> slider(12, 2, 10, 1, "depth", integer=True)
+    Traceback (most recent call last):
+        ...
+    ValueError: slider 'depth': the default value 12 is outside [2, 10]; widen the range or change the default (it is never clamped)
+    """
+    _check_slider(value, low, high, step, description, integer)
     w = _require_widgets()
     cls = w.IntSlider if integer else w.FloatSlider
     return cls(
@@ -49,6 +90,12 @@ def panel(draw: Callable[..., "plt.Figure"], controls: dict, button: str | None 
     button (labelled ``button``) is pressed, for experiments that take seconds.
     Returns the controls (an ``ipywidgets.Box``) after displaying them.
     """
+    if not callable(draw):
+        raise TypeError(f"panel: draw must be a function returning a Figure, got {type(draw).__name__}")
+    if not isinstance(controls, dict) or not controls or not all(isinstance(k, str) for k in controls):
+        raise TypeError(f"panel: controls must be a non-empty dict of keyword names (str) to widgets, got {controls!r}")
+    if button is not None and not isinstance(button, str):
+        raise TypeError(f"panel: button must be a str (its label) or None, got {type(button).__name__}")
     w = _require_widgets()
 
     def current_figure():
@@ -79,12 +126,41 @@ def panel(draw: Callable[..., "plt.Figure"], controls: dict, button: str | None 
 
 
 def text(value: str, description: str):
-    """A labelled text box that fires when the reader presses Enter or leaves it."""
+    """A labelled text box that fires when the reader presses Enter or leaves it.
+
+    >>> text(3, "rows")
+    Traceback (most recent call last):
+        ...
+    TypeError: text: value and description must be str, got int and str
+    """
+    if not isinstance(value, str) or not isinstance(description, str):
+        raise TypeError(
+            f"text: value and description must be str, got {type(value).__name__} and {type(description).__name__}"
+        )
     w = _require_widgets()
     return w.Text(value=value, description=description, continuous_update=False, style={"description_width": "initial"})
 
 
 def dropdown(options, value, description: str):
-    """A labelled drop-down list."""
+    """A labelled drop-down list; ``value`` (the default) must be one of ``options``.
+
+    >>> dropdown(("none", "bn"), "tebn", "norm")
+    Traceback (most recent call last):
+        ...
+    ValueError: dropdown 'norm': the default 'tebn' is not one of the options 'none', 'bn'
+    """
+    if not isinstance(description, str):
+        raise TypeError(f"dropdown: description must be a str, got {type(description).__name__}")
+    if isinstance(options, (str, bytes, dict)) or not hasattr(options, "__iter__"):
+        raise TypeError(f"dropdown {description!r}: options must be a list or tuple, got {type(options).__name__}")
+    options = list(options)
+    if not options:
+        raise ValueError(f"dropdown {description!r}: needs at least one option")
+    if len(set(map(repr, options))) != len(options):
+        raise ValueError(f"dropdown {description!r}: an option appears twice: {options}")
+    if value not in options:
+        raise ValueError(
+            f"dropdown {description!r}: the default {value!r} is not one of the options {', '.join(map(repr, options))}"
+        )
     w = _require_widgets()
-    return w.Dropdown(options=list(options), value=value, description=description, style={"description_width": "initial"})
+    return w.Dropdown(options=options, value=value, description=description, style={"description_width": "initial"})

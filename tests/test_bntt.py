@@ -198,3 +198,39 @@ def test_per_step_norms_share_one_base_and_keep_their_state_dict(layer_class, pa
     layer.reset_running_stats()
     assert bool((layer.running_mean == 0).all()) and bool((layer.running_var == 1).all())
     assert int(layer.num_batches_tracked) == 0
+
+
+# -- bad batches and second-order gradients ---------------------------------------------------------
+
+
+def test_nan_batch_leaves_running_statistics_element_wise():
+    layer = BatchNormThroughTime2d(C, T)
+    layer(torch.randn(T, B, C, H, W))
+    mean, var = layer.running_mean.clone(), layer.running_var.clone()
+    assert torch.isnan(layer(torch.full((T, B, C, H, W), float("nan")))).all()
+    assert torch.equal(layer.running_mean, mean) and torch.equal(layer.running_var, var)
+    x = torch.randn(T, B, C, H, W)
+    x[2, 0, 1, 0, 0] = float("nan")  # step 2, channel 1 only
+    layer(x)
+    assert torch.equal(layer.running_var[2, 1], var[2, 1])
+    assert not torch.equal(layer.running_var[2, 0], var[2, 0]) and torch.isfinite(layer.running_var).all()
+    layer(x[2], t=2)  # one step at a time: the same rule
+    assert torch.equal(layer.running_var[2, 1], var[2, 1])
+
+
+@pytest.mark.parametrize("shape", [(T, 0, C, H, W), (T, B, C, 0, 0), (T, 1, C, 1, 1)])
+def test_empty_or_single_value_batches_are_refused(shape):
+    layer = BatchNormThroughTime2d(C, T)
+    state = {k: v.clone() for k, v in layer.state_dict().items()}
+    with pytest.raises(ValueError, match="BatchNormThroughTime2d: (got an empty|expected more than 1)"):
+        layer(torch.randn(shape))
+    assert all(torch.equal(state[k], v) for k, v in layer.state_dict().items())
+
+
+def test_second_order_gradients_are_refused_with_a_clear_message():
+    layer = BatchNormThroughTime2d(C, T).double()
+    x = torch.randn(T, B, C, H, W, dtype=torch.float64, requires_grad=True)
+    loss = (layer(x) * torch.randn(T, B, C, H, W, dtype=torch.float64)).sum()
+    with pytest.raises(RuntimeError, match=r"normalise_per_step.*first-order only"):
+        torch.autograd.grad(loss, x, create_graph=True)
+    assert torch.isfinite(torch.autograd.grad(loss, x)[0]).all()  # first order still works

@@ -227,6 +227,33 @@ def test_bad_options_exit_2_with_a_message(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "device, available, message",
+    [
+        ("cuda", torch.cuda.is_available, "CUDA (cuda) was requested"),
+        ("mps", lambda: torch.backends.mps.is_available(), "MPS was requested"),
+        ("meta", lambda: False, "the meta device holds shapes but no data"),
+        ("gpu", lambda: False, "gpu"),
+        ("cuda:99", lambda: torch.cuda.device_count() > 99, "cuda:99"),
+    ],
+)
+@pytest.mark.parametrize("command", ["headline", "compare"])
+def test_unusable_devices_exit_2_with_one_line(command, device, available, message, capsys):
+    if available():
+        pytest.skip(f"this machine has {device}")
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--device", device])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith("usage:")  # argparse's usage, then the error on one line
+    errors = [line for line in err if "error:" in line]
+    assert errors == [err[-1]] and message in err[-1] and "argument --device" in err[-1]
+
+
+def test_cpu_is_always_a_device():
+    assert parse_args(["headline", "--device", "cpu"]).device == "cpu"
+
+
 def test_shared_options_are_defined_once():
     """Both training commands take the same options (from one function), compare adds its own."""
     parser = build_parser()

@@ -296,3 +296,35 @@ def test_running_variance_ratio():
     assert all(r != r for r in comparison.running_variance_ratio(_warmed("none"), x))  # nan: no running_var
     with pytest.raises(TypeError, match="no blocks"):
         comparison.running_variance_ratio(torch.nn.Linear(2, 2), x)
+
+
+@pytest.mark.parametrize(
+    "call, error, message",
+    [
+        (lambda: compare_methods(["none"], seeds=()), ValueError, "compare_methods: give at least one seed"),
+        (lambda: compare_methods(["none"], seeds=(0, 0)), ValueError, "a seed appears twice"),
+        (lambda: compare_methods(["none"], seeds=(1.0,)), TypeError, "every seed must be an int"),
+        (lambda: compare_methods(["none"], seeds=(-1,)), ValueError, "every seed must be an int >= 0"),
+        (lambda: compare_methods(["none"], seeds=(0,), config={"depth": 1}), TypeError, "config must be a TrainConfig"),
+        (lambda: compare_methods(["none"], seeds=(0,), probe_samples=0), ValueError, "probe_samples must be positive"),
+        (lambda: compare_methods(["none"], seeds=(0,), keep_models=1), TypeError, "keep_models must be True or False"),
+        (lambda: compare_methods(["none"], seeds=(0,), ahsar_config=[1]), TypeError, "ahsar_config must be a mapping"),
+        (lambda: method_rows("bn"), TypeError, "norms must be a sequence of registry names"),
+        (lambda: method_rows(["bn"], ahsar_on="bn"), TypeError, "ahsar_on must be a sequence"),
+        (lambda: validation_accuracy_by_depth([0], seeds=(0,)), ValueError, "every depth must be positive"),
+        (lambda: validation_accuracy_by_depth([2], seeds=(0, 0)), ValueError, "a seed appears twice"),
+        (lambda: experiments.headline(["none"], seeds=[]), ValueError, "headline: give at least one seed"),
+        (lambda: experiments.headline("bn", seeds=[0]), TypeError, "wrap it in a list"),
+        (lambda: experiments.depth_sweep([2, 2.5], seeds=[0]), TypeError, "every depth must be an int"),
+        (lambda: experiments.depth_sweep([2], seeds=[0], kinds=("cnn",)), ValueError, "kinds must be distinct names"),
+        (lambda: experiments.train_once("cnn", "bn", 0, TINY), ValueError, "kind must be 'ann' or 'snn'"),
+        (lambda: experiments.train_once("snn", "bn", 0, {"depth": 1}), TypeError, "config must be a TrainConfig"),
+    ],
+)
+def test_runners_check_their_arguments_before_training(call, error, message, monkeypatch):
+    def no_training(*args, **kwargs):  # pragma: no cover - reached only if a check is missing
+        raise AssertionError("trained before checking its arguments")
+
+    monkeypatch.setattr(experiments, "fit", no_training)
+    with pytest.raises(error, match=message):
+        call()

@@ -316,3 +316,62 @@ def test_temporal_state_dict_round_trip_and_float64():
     x = torch.randn(2, 4, 3, 2, 2, dtype=torch.float64)
     torch.testing.assert_close(a.eval()(x), b.eval()(x))
     assert "num_steps=2" in repr(a)
+
+
+# -- bad batches and arguments (the input contract) -------------------------------------------------
+
+
+def homeostatic_layers(batch_free):
+    return [
+        (HomeostaticNorm(3, momentum=0.5, batch_free=batch_free), (8, 3, 4, 4)),
+        (TemporalHomeostaticNorm2d(3, 2, momentum=0.5, batch_free=batch_free), (2, 8, 3, 4, 4)),
+    ]
+
+
+@pytest.mark.parametrize("batch_free", [False, True])
+def test_empty_and_single_value_batches_are_refused_and_the_state_kept(batch_free):
+    for layer, shape in homeostatic_layers(batch_free):
+        layer(torch.randn(shape) * 3)
+        state = {k: v.clone() for k, v in layer.state_dict().items()}
+        empty_batch = shape[:-4] + (0,) + shape[-3:]
+        empty_maps = shape[:-2] + (0, 0)
+        one_value = shape[:-4] + (1, 3, 1, 1)
+        for bad in (empty_batch, empty_maps, one_value):
+            with pytest.raises(ValueError, match=type(layer).__name__):
+                layer(torch.randn(bad))
+        if isinstance(layer, TemporalHomeostaticNorm2d):
+            with pytest.raises(ValueError, match="TemporalHomeostaticNorm2d"):
+                layer(torch.randn(1, 3, 1, 1), 0)  # one step, one value
+        assert all(torch.equal(state[k], v) for k, v in layer.state_dict().items())
+        gain, _ = layer.gain_and_bias()
+        assert torch.isfinite(gain).all() and gain.max() < 1.0  # no jump to 1/sqrt(eps)
+
+
+@pytest.mark.parametrize("batch_free", [False, True])
+def test_non_finite_batches_never_poison_the_state(batch_free):
+    for layer, shape in homeostatic_layers(batch_free):
+        layer(torch.randn(shape) * 3)
+        mean, var = layer.running_mean.clone(), layer.running_var.clone()
+        assert torch.isnan(layer(torch.full(shape, float("nan")))).all()
+        assert torch.equal(layer.running_mean, mean) and torch.equal(layer.running_var, var)
+        x = torch.randn(shape)
+        x[..., 0, 1, 0, 0] = float("inf")  # channel 1 of every step
+        layer(x)
+        assert torch.equal(layer.running_var[..., 1], var[..., 1])
+        assert not torch.equal(layer.running_var[..., 0], var[..., 0]) and torch.isfinite(layer.running_var).all()
+
+
+def test_homeostatic_layers_check_flags_and_dtype():
+    for cls, args in ((HomeostaticNorm, (3,)), (TemporalHomeostaticNorm2d, (3, 2))):
+        with pytest.raises(TypeError, match=rf"{cls.__name__}: batch_free must be True or False"):
+            cls(*args, batch_free="yes")
+        with pytest.raises(TypeError, match=rf"{cls.__name__}: affine must be True or False"):
+            cls(*args, affine=1)
+        with pytest.raises(ValueError, match=rf"{cls.__name__}: momentum"):
+            cls(*args, momentum=float("nan"))
+    with pytest.raises(TypeError, match=r"HomeostaticNorm: input dtype torch.float64.*layer\.double\(\)"):
+        HomeostaticNorm(3)(torch.randn(4, 3, 2, 2, dtype=torch.float64))
+    with pytest.raises(TypeError, match=r"TemporalHomeostaticNorm2d: input dtype torch.float64"):
+        TemporalHomeostaticNorm2d(3, 2).eval()(torch.randn(2, 4, 3, 2, 2, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"TemporalHomeostaticNorm2d: built for num_steps=2"):
+        TemporalHomeostaticNorm2d(3, 2)(torch.randn(0, 4, 3, 2, 2))

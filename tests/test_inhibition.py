@@ -11,9 +11,12 @@ from snn_norm_lite.inhibition import (
     EILinear,
     circuits,
     dale_violation_share,
+    ei_current_at_init,
     ei_init,
+    ei_init_scales,
     enforce_dale,
     input_moments,
+    scale_gradient,
     stabilize_divisor,
     straight_through_gradient_gap,
 )
@@ -428,3 +431,115 @@ def test_straight_through_gradient_gap():
     assert straight_through_gradient_gap(network, images, torch.arange(6)) == 0.0
     with pytest.raises(TypeError, match="no E-I circuits"):
         straight_through_gradient_gap(nn.Linear(2, 2), torch.rand(2, 2), torch.tensor([0, 1]))
+
+
+# -- input and argument checks ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"stride": 0}, ValueError, "stride must be positive"),
+        ({"stride": (1, 0)}, ValueError, "stride must be positive"),
+        ({"stride": 1.0}, TypeError, "stride must be an int"),
+        ({"padding": -1}, ValueError, "padding must be an int >= 0"),
+        ({"padding": True}, TypeError, "padding must be an int"),
+        ({"kernel_size": 0}, ValueError, "kernel_size must be positive"),
+        ({"kernel_size": 3.0}, TypeError, "kernel_size must be an int"),
+        ({"kernel_size": (3, 3, 3)}, ValueError, "kernel_size must be an int or a pair"),
+        ({"ei_ratio": 2.0}, TypeError, "ei_ratio must be an int"),
+        ({"output": 1}, TypeError, "output must be True or False"),
+        ({"stabilize": "yes"}, TypeError, "stabilize must be True or False"),
+        ({"auto_init": None}, TypeError, "auto_init must be True or False"),
+    ],
+)
+def test_conv_circuit_constructor_refuses_bad_arguments(kwargs, error, match):
+    with pytest.raises(error, match=f"EIConv2d: {match}"):
+        EIConv2d(**{"in_channels": 2, "out_channels": 8, "kernel_size": 3, **kwargs})
+
+
+def test_linear_circuit_constructor_refuses_bad_flags_and_sizes():
+    with pytest.raises(TypeError, match="EILinear: straight_through must be True or False"):
+        EILinear(3, 4, straight_through=0)
+    with pytest.raises(TypeError, match="EILinear: in_features must be an int"):
+        EILinear(3.0, 4)
+
+
+def test_a_kernel_larger_than_the_padded_input_is_refused():
+    layer = EIConv2d(1, 4, 5, padding=1)
+    layer(torch.rand(2, 2, 1, 3, 3))  # 3 + 2 = 5: exactly fits
+    with pytest.raises(ValueError, match=r"EIConv2d: the 5x5 kernel is larger than the input 2x2 padded by \(1, 1\)"):
+        layer(torch.rand(2, 2, 1, 2, 2))
+
+
+def test_a_dtype_other_than_the_layers_is_refused():
+    with pytest.raises(TypeError, match="EIConv2d: the layer's parameters are torch.float32, got .* torch.float64"):
+        EIConv2d(1, 4, 3)(torch.rand(2, 2, 1, 5, 5, dtype=torch.float64))
+    with pytest.raises(TypeError, match="EILinear: the layer's parameters are torch.float64"):
+        EILinear(3, 4).double()(torch.rand(2, 2, 3))
+
+
+@pytest.mark.parametrize("layer, x", [(EIConv2d(1, 4, 3), torch.rand(0, 2, 1, 5, 5)), (EILinear(3, 4), torch.rand(0, 2, 3))])
+def test_zero_time_steps_are_refused_by_the_circuits(layer, x):
+    with pytest.raises(ValueError, match=f"{type(layer).__name__}: expected at least one time step"):
+        layer(x)
+    assert not layer.initialised
+
+
+def test_ei_init_refuses_non_finite_or_tiny_batches_and_keeps_the_layer():
+    layer = EILinear(4, 8)
+    before = {name: p.clone() for name, p in layer.named_parameters()}
+    x = torch.rand(2, 3, 4)
+    x[0, 0, 0] = math.nan
+    with pytest.raises(ValueError, match="EILinear: E-I Init needs a finite batch"):
+        layer(x)
+    with pytest.raises(ValueError, match="EILinear: E-I Init needs at least 2 samples"):
+        layer(torch.rand(1, 1, 4))
+    assert not layer.initialised
+    assert all(torch.equal(p, before[name]) for name, p in layer.named_parameters())
+
+
+def test_nan_input_shows_in_the_logits_of_an_initialised_network():
+    torch.manual_seed(0)
+    model = EISpikingConvNet(depth=2, width=8, num_steps=2)
+    model(torch.rand(4, 1, 8, 8))  # E-I Init
+    x = torch.rand(3, 1, 8, 8)
+    x[1, 0, 4, 4] = math.nan
+    logits = model(x)
+    assert torch.isnan(logits[1]).all() and torch.isfinite(logits[[0, 2]]).all()
+
+
+def test_scale_gradient_is_exact_to_second_order():
+    """Not the true derivative by design (gradcheck would fail): the scaled one, differentiated exactly."""
+    x = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    # the gradient of sum(x * x) scaled by 0.25 is 0.5 x; its derivative 0.5: exact, not dropped
+    assert torch.autograd.gradgradcheck(lambda v: scale_gradient(v * v, 0.25), (x,))
+    (grad,) = torch.autograd.grad(scale_gradient(x * x, 0.25).sum(), x, create_graph=True)
+    torch.testing.assert_close(grad, 0.5 * x)
+    (second,) = torch.autograd.grad(grad.sum(), x)
+    torch.testing.assert_close(second, torch.full_like(x, 0.5))
+
+
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda: scale_gradient(torch.ones(2), math.nan), ValueError, "scale_gradient: factor must be a finite"),
+        (lambda: scale_gradient([1.0], 0.5), TypeError, "scale_gradient"),
+        (lambda: ei_init_scales(0, 0.5, 0.5, 0.25), ValueError, "ei_init_scales: fan_in must be positive"),
+        (lambda: ei_init_scales(9, math.nan, 0.5, 0.25), ValueError, "ei_init_scales: mean must be a finite"),
+        (lambda: ei_init_scales(9, 0.5, -0.5, 0.25), ValueError, "ei_init_scales: second_moment and variance"),
+        (lambda: input_moments(torch.ones(3, 2, dtype=torch.int64)), TypeError, "input_moments"),
+        (lambda: stabilize_divisor(torch.ones(3)), ValueError, "stabilize_divisor: expected a divisor"),
+        (lambda: stabilize_divisor(torch.ones(2, 3), straight_through=1), TypeError, "straight_through"),
+        (lambda: stabilize_divisor(torch.ones(2, 3), fallback=0.0), ValueError, "fallback must be a positive"),
+        (lambda: circuits("model"), TypeError, "circuits: expected an nn.Module"),
+        (lambda: ei_current_at_init(rate=0.0), ValueError, "ei_current_at_init: rate must lie in"),
+        (lambda: ei_current_at_init(rate=0.2, channels=8.0), TypeError, "ei_current_at_init: channels must be an int"),
+        (lambda: ei_current_at_init(rate=0.2, seed=-1), ValueError, "ei_current_at_init: seed"),
+        (lambda: straight_through_gradient_gap(build_snn("ei", depth=1, width=4, num_steps=2), torch.rand(2, 1, 8, 8),
+                                               torch.tensor([0.0, 1.0])), TypeError, "integer class labels"),
+    ],
+)
+def test_public_functions_refuse_bad_arguments(call, error, match):
+    with pytest.raises(error, match=match):
+        call()

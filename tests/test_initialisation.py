@@ -3,7 +3,13 @@
 import pytest
 import torch
 
-from snn_norm_lite.initialisation import current_scale, layer_profile, profile_at_init, threshold_scaled_init_
+from snn_norm_lite.initialisation import (
+    activity_at_init,
+    current_scale,
+    layer_profile,
+    profile_at_init,
+    threshold_scaled_init_,
+)
 from snn_norm_lite.models import build_snn
 from snn_norm_lite.training import seed_everything
 
@@ -87,3 +93,35 @@ def test_profile_at_init_averages_untrained_networks_over_seeds():
     assert all(0.5 < value < 2.0 for value in scaled["scale"])  # calibrated on training images, measured on validation ones
     with pytest.raises(ValueError, match="profile_at_init: give at least one seed"):
         profile_at_init(seeds=())
+
+
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda: current_scale("model", images()), TypeError, "current_scale: expected a spiking network"),
+        (lambda: current_scale(build_snn("none", depth=1, width=4, num_steps=2), images(), train_mode=1), TypeError,
+         "current_scale: train_mode must be True or False"),
+        (lambda: layer_profile(build_snn("none", depth=1, width=4, num_steps=2), images().long()), TypeError, "layer_profile"),
+        (lambda: profile_at_init(seeds=(0, -1)), ValueError, "profile_at_init: each seed must be an int >= 0"),
+        (lambda: profile_at_init(seeds=0), TypeError, "profile_at_init: seeds must be a sequence"),
+        (lambda: profile_at_init(samples=0), ValueError, "profile_at_init: samples must be positive"),
+        (lambda: profile_at_init(init_gain=float("nan")), ValueError, "profile_at_init: init_gain must be a finite"),
+        (lambda: activity_at_init(norms="bn"), TypeError, "activity_at_init: norms must be a sequence"),
+        (lambda: activity_at_init(norms=()), ValueError, "activity_at_init: give at least one registry name"),
+        (lambda: activity_at_init(norms=("bn", 3)), TypeError, "activity_at_init: every entry of norms"),
+        (lambda: activity_at_init(seed=1.5), TypeError, "activity_at_init: seed must be an int"),
+    ],
+)
+def test_public_functions_refuse_bad_arguments(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_threshold_scaled_init_refuses_a_non_finite_batch_and_changes_nothing():
+    model = build_snn("none", depth=2, width=4, num_steps=2)
+    before = [block.conv.weight.clone() for block in model.blocks]
+    x = images()
+    x[0, 0, 0, 0] = float("inf")
+    with pytest.raises(ValueError, match="threshold_scaled_init_: the calibration batch x holds NaN or Inf"):
+        threshold_scaled_init_(model, x)
+    assert all(torch.equal(block.conv.weight, w) for block, w in zip(model.blocks, before))

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from snn_norm_lite.models import ConvNet, SpikingConvNet, build_ann, build_snn
+from snn_norm_lite.models import ConvNet, SpikingBlock, SpikingConvNet, build_ann, build_snn
 from snn_norm_lite.neurons import MultiStepLeaky
 from snn_norm_lite.norms import (
     HomeostaticNorm,
@@ -20,7 +20,8 @@ from snn_norm_lite.norms import (
 @pytest.mark.parametrize("norm, layer", [("none", nn.Identity), ("bn", nn.BatchNorm2d), ("homeostatic", HomeostaticNorm)])
 def test_ann_uses_the_registered_layer(norm, layer):
     model = build_ann(norm, depth=3, width=8)
-    assert all(type(block[1]) is layer for block in model.blocks)
+    assert all(isinstance(block[1], layer) for block in model.blocks)
+    assert all(type(block[1]) is type(build_norm(norm, 8)) for block in model.blocks)  # the registry's class
     assert model(torch.rand(5, 1, 8, 8)).shape == (5, 10)
     assert (model.blocks[0][0].bias is not None) == (norm == "none")
 
@@ -30,7 +31,8 @@ def test_ann_uses_the_registered_layer(norm, layer):
 )
 def test_snn_uses_the_registered_layer(norm, layer):
     model = build_snn(norm, depth=3, width=8, num_steps=4)
-    assert all(type(block.norm) is layer for block in model.blocks)
+    assert all(isinstance(block.norm, layer) for block in model.blocks)
+    assert all(type(block.norm) is type(build_norm(norm, 8, 4)) for block in model.blocks)  # the registry's class
     assert all(isinstance(n, MultiStepLeaky) for n in model.neurons())
     assert model(torch.rand(5, 1, 8, 8)).shape == (5, 10)
 
@@ -85,7 +87,7 @@ def test_registry_errors():
     "call, error, match",
     [
         (lambda: SpikingConvNet("bn", depth=2, width=8, num_steps=4)(torch.rand(3, 2, 1, 8, 8)), ValueError, "num_steps=4"),
-        (lambda: SpikingConvNet("bn", depth=2, width=8)(torch.rand(2, 3, 8, 8)), ValueError, "expected 1 channels"),
+        (lambda: SpikingConvNet("bn", depth=2, width=8)(torch.rand(2, 3, 8, 8)), ValueError, r"built for \[B, 1, 8, 8\]"),
         (lambda: SpikingConvNet("bn", depth=2, width=8)(torch.ones(2, 1, 8, 8, dtype=torch.uint8)), TypeError, "floating"),
         (lambda: ConvNet("bn", depth=2, width=8)(torch.rand(2, 1, 8)), ValueError, "4-D"),
         (lambda: ConvNet("bn", depth=0), ValueError, "depth must be positive"),
@@ -113,3 +115,96 @@ def test_folding_batchnorm_keeps_the_function():
     assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
     with pytest.raises(ValueError, match="no Conv2d followed by BatchNorm2d"):
         fold_batchnorms(build_ann("none", depth=2, width=4))
+
+
+# -- what a network accepts, and what it says otherwise ------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["ann", "snn", "ei"])
+def test_networks_say_what_they_were_built_for(kind):
+    model = {"ann": lambda: build_ann("bn", depth=2, width=4), "snn": lambda: build_snn("bn", depth=2, width=4, num_steps=2),
+             "ei": lambda: build_snn("ei", depth=2, width=8, num_steps=2)}[kind]()
+    name, builder = type(model).__name__, "build_ann" if kind == "ann" else "build_snn"
+    norm = "ei" if kind == "ei" else "bn"
+    with pytest.raises(ValueError, match=rf"{name}: built for \[B, 1, 8, 8\] images \(digits-sized: in_channels=1, "
+                                         rf"image_size=8\), got shape \(2, 3, 32, 32\); for this input build a network "
+                                         rf"with {builder}\('{norm}', \.\.\., in_channels=3, image_size=32\)"):
+        model(torch.rand(2, 3, 32, 32))
+    with pytest.raises(ValueError, match=rf"{name}: built for .* square images"):
+        model(torch.rand(2, 1, 8, 16))
+    with pytest.raises(ValueError, match=rf"{name}: built for .* image_size must be even"):
+        model(torch.rand(2, 1, 9, 9))
+    with pytest.raises(TypeError, match=rf"{name}: the model's parameters are torch.float32, got an input of dtype "
+                                        r"torch.float64; .*model.double\(\)"):
+        model(torch.rand(2, 1, 8, 8, dtype=torch.float64))
+    with pytest.raises(TypeError, match=rf"{name}: the model's parameters are torch.float32, .*torch.float16"):
+        model(torch.rand(2, 1, 8, 8).half())
+    with pytest.raises(TypeError, match=rf"{name}: expected a floating-point tensor"):
+        model(torch.ones(2, 1, 8, 8, dtype=torch.int64))
+    assert model.double()(torch.rand(2, 1, 8, 8, dtype=torch.float64)).dtype == torch.float64
+
+
+def test_a_cifar_sized_network_is_described_as_such():
+    model = build_snn("none", depth=1, width=4, num_steps=2, in_channels=3, image_size=32)
+    assert model(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+    with pytest.raises(ValueError, match=r"built for \[B, 3, 32, 32\] images \(CIFAR-10-sized"):
+        model(torch.rand(2, 1, 8, 8))
+
+
+def test_spiking_networks_check_sequences_too():
+    model = build_snn("bn", depth=2, width=4, num_steps=3)
+    assert model.as_sequence(torch.rand(3, 2, 1, 8, 8)).shape == (3, 2, 1, 8, 8)
+    with pytest.raises(ValueError, match="SpikingConvNet: expected at least one time step"):
+        model(torch.rand(0, 2, 1, 8, 8))
+    with pytest.raises(ValueError, match=r"SpikingConvNet: built for \[B, 1, 8, 8\].*image_size=16"):
+        model(torch.rand(3, 2, 1, 16, 16))
+    with pytest.raises(TypeError, match="SpikingConvNet: the model's parameters are torch.float32"):
+        model(torch.rand(3, 2, 1, 8, 8, dtype=torch.float64))
+
+
+def test_the_ei_network_checks_its_input_before_projecting_its_weights():
+    model = build_snn("ei", depth=1, width=8, num_steps=2)
+    with torch.no_grad():
+        model.blocks[0].circuit.weight_ee.fill_(-1.0)
+    with pytest.raises(ValueError, match="EISpikingConvNet: built for"):
+        model(torch.rand(2, 3, 8, 8))
+    assert (model.blocks[0].circuit.weight_ee == -1.0).all()  # a refused input changes nothing
+
+
+def test_nan_input_shows_in_the_logits():
+    torch.manual_seed(0)
+    model = build_snn("none", depth=2, width=4, num_steps=2)
+    x = torch.rand(3, 1, 8, 8)
+    x[1, 0, 0, 0] = float("nan")
+    logits = model(x)
+    assert torch.isnan(logits[1]).all() and torch.isfinite(logits[[0, 2]]).all()
+
+
+@pytest.mark.parametrize(
+    "build, kwargs, error, match",
+    [
+        (build_snn, {"num_classes": 0}, ValueError, "num_classes must be positive"),
+        (build_snn, {"in_channels": 2.0}, TypeError, "in_channels must be an int"),
+        (build_snn, {"num_steps": True}, TypeError, "num_steps must be an int"),
+        (build_snn, {"beta": float("nan")}, ValueError, "SpikingConvNet: beta must be a finite"),
+        (build_snn, {"threshold": "1"}, TypeError, "SpikingConvNet: threshold must be a real number"),
+        (build_snn, {"backend": "cuda"}, ValueError, "SpikingConvNet: backend"),
+        (build_snn, {"norm_options": "alpha=0.7"}, TypeError, "norm_options must be a dict"),
+        (lambda **kw: build_snn("ei", **kw), {"ei_ratio": 0}, ValueError, "EISpikingConvNet: ei_ratio must be positive"),
+        (lambda **kw: build_snn("ei", **kw), {"norm_options": {"stabilize": 1}}, TypeError, "stabilize must be True"),
+        (lambda **kw: build_snn("ei", **kw), {"threshold": 0.0}, ValueError, "EISpikingConvNet: threshold"),
+        (lambda **kw: build_snn("ei", **kw), {"norm_options": [("ei_ratio", 2)]}, TypeError, "build_snn: norm_options"),
+        (lambda **kw: build_snn("mpbn", **kw), {"backend": "snntorch"}, ValueError, "brings its own neuron"),
+        (build_ann, {"num_classes": -1}, ValueError, "ConvNet: num_classes must be positive"),
+        (build_ann, {"in_channels": 0}, ValueError, "ConvNet: in_channels must be positive"),
+        (build_ann, {"norm_options": 3}, TypeError, "ConvNet: norm_options"),
+    ],
+)
+def test_constructors_refuse_bad_arguments(build, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        build(**{"depth": 1, "width": 4, **kwargs})
+
+
+def test_blocks_refuse_what_is_not_a_module():
+    with pytest.raises(TypeError, match="SpikingBlock: norm must be an nn.Module"):
+        SpikingBlock(nn.Conv2d(1, 4, 3), "bn", MultiStepLeaky())

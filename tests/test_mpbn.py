@@ -193,7 +193,7 @@ def test_folded_neuron_is_not_slower():
     """Counts operations rather than seconds: the folded loop runs no normalisation at all."""
     neuron = random_neuron(8, torch.float32).eval()
     folded = neuron.fold()
-    x = currents(20, shape=(4, 2, 8, 2, 2), dtype=torch.float32)
+    x = currents(20, shape=(8, 2, 8, 2, 2), dtype=torch.float32)  # T = 8: the per-step savings outweigh the constant NaN check
     with torch.autograd.profiler.profile() as unfolded_profile:
         neuron(x)
     with torch.autograd.profiler.profile() as folded_profile:
@@ -212,7 +212,7 @@ def test_state_dict_round_trips():
     x = currents(22)
     assert torch.equal(fresh(x), neuron(x))
     folded = neuron.fold()
-    fresh_folded = FoldedMPBNLeaky(torch.zeros(C, dtype=torch.float64), torch.ones(C), beta=BETA, threshold=V_TH)
+    fresh_folded = FoldedMPBNLeaky(torch.zeros(C, dtype=torch.float64), torch.ones(C), beta=BETA, threshold=V_TH).eval()
     fresh_folded.load_state_dict(folded.state_dict())
     assert torch.equal(fresh_folded(x), neuron(x))
     assert "threshold=1" in repr(neuron) and "channels_firing_below" in repr(folded)
@@ -427,7 +427,7 @@ def test_bad_options_raise_clear_errors():
         MPBNLeaky(C, reset="hard")
     with pytest.raises(ValueError, match=r"MPBNLeaky: surrogate must be one of 'arctan', 'tanh_window'"):
         MPBNLeaky(C, surrogate="sigmoid")
-    with pytest.raises(TypeError, match=r"MPBNLeaky: detach_reset must be a bool, got int"):
+    with pytest.raises(TypeError, match=r"MPBNLeaky: detach_reset must be True or False, got int"):
         MPBNLeaky(C, detach_reset=1)
     with pytest.raises(ValueError, match=r"FoldedMPBNLeaky: reset must be one of"):
         FoldedMPBNLeaky(torch.zeros(C), torch.ones(C), beta=0.5, threshold=1.0, reset="none")
@@ -435,3 +435,89 @@ def test_bad_options_raise_clear_errors():
         use_official_neurons(nn.Linear(2, 2))
     with pytest.raises(TypeError, match=r"use_official_neurons: expected an nn.Module, got str"):
         use_official_neurons("model")
+
+
+# -- bad batches, inference-only folding, gradients (the input contract) --------------------------
+
+from snn_norm_lite.norms.mpbn import _MembraneSpike  # noqa: E402
+
+
+@pytest.mark.parametrize("options", [{}, OFFICIAL_CONFIGURATION])
+def test_nan_sequence_leaves_running_statistics_and_shows_in_the_spikes(options):
+    neuron = MPBNLeaky(C, **{"eps": EPS, **options})
+    neuron(currents(30, dtype=torch.float32))
+    bn = neuron.membrane_norm
+    mean, var = bn.running_mean.clone(), bn.running_var.clone()
+    spikes = neuron(torch.full((T, B, C, H, W), float("nan")))
+    assert torch.isnan(spikes).all()
+    assert torch.equal(bn.running_mean, mean) and torch.equal(bn.running_var, var)
+    x = currents(31, dtype=torch.float32)
+    x[0, 0, 1, 0, 0] = float("inf")  # channel 1 only
+    spikes = neuron(x)
+    assert torch.isnan(spikes[:, :, 1]).all() and torch.isfinite(spikes[:, :, [0, 2]]).all()
+    assert torch.equal(bn.running_var[1], var[1]) and not torch.equal(bn.running_var[0], var[0])
+
+
+@pytest.mark.parametrize("shape", [(T, 0, C, H, W), (T, B, C, 0, 0), (T, 1, C, 1, 1), (T, 1, C)])
+def test_empty_or_single_value_training_batches_are_refused(shape):
+    for neuron in (MPBNLeaky(C), MPBNLeaky.official(C)):
+        state = {k: v.clone() for k, v in neuron.state_dict().items()}
+        with pytest.raises(ValueError, match="MPBNLeaky: (got an empty|expected more than 1)"):
+            neuron(torch.randn(shape))
+        assert all(torch.equal(state[k], v) for k, v in neuron.state_dict().items())
+
+
+def test_zero_time_steps_are_refused_in_every_mode():
+    for neuron in (MPBNLeaky(C), MPBNLeaky(C).eval(), MPBNLeaky(C).eval().fold()):
+        with pytest.raises(ValueError, match=rf"{type(neuron).__name__}: got a sequence of 0 time steps"):
+            neuron(torch.zeros(0, B, C, H, W))
+
+
+def test_folded_neuron_is_inference_only():
+    folded = random_neuron(dtype=torch.float32).eval().fold()
+    assert not folded.training  # fold() returns it ready for inference
+    x = currents(32, dtype=torch.float32)
+    folded.train()
+    with pytest.raises(RuntimeError, match=r"FoldedMPBNLeaky is inference-only.*Train the MPBNLeaky network.*\.eval\(\)"):
+        folded(x)
+    with torch.no_grad():
+        assert torch.equal(folded(x), folded.eval()(x))
+    with pytest.raises(TypeError, match="FoldedMPBNLeaky: fire_threshold must be a torch.Tensor"):
+        FoldedMPBNLeaky([1.0, 1.0, 1.0], torch.ones(C), beta=0.5, threshold=1.0)
+
+
+def test_fused_training_pass_refuses_second_order_gradients():
+    neuron = random_neuron()
+    x = currents(33).requires_grad_()
+    loss = (neuron(x) * torch.randn_like(x)).sum()
+    with pytest.raises(RuntimeError, match=r"_MPBNTrainingSequence.*first-order only"):
+        torch.autograd.grad(loss, x, create_graph=True)
+
+
+@pytest.mark.parametrize("surrogate", ["arctan", "tanh_window"])
+def test_membrane_spike_gives_second_order_gradients_of_its_surrogate(surrogate):
+    v = (torch.randn(24, dtype=torch.float64, generator=torch.Generator().manual_seed(34)) * 0.4 + 0.5).requires_grad_()
+    threshold = torch.tensor(0.5, dtype=torch.float64)
+    assert torch.autograd.gradgradcheck(lambda u: _MembraneSpike.apply(u, threshold, surrogate), (v,))
+    # through the per-step network path too (reset detached: the spikes are then constants of the backward)
+    neuron = random_neuron()
+    neuron.surrogate = surrogate
+    x = currents(35, shape=(3, 4, C, 2)).requires_grad_()
+    assert torch.autograd.gradgradcheck(neuron.forward_per_step, (x,), nondet_tol=1e-10)
+
+
+@pytest.mark.parametrize("shape", [(T, B, C), (T, B, C, H, W)])
+def test_fused_first_order_gradients_match_the_autograd_reference_in_float64(shape):
+    neuron = random_neuron()
+    bn = neuron.membrane_norm
+    x = currents(36, shape=shape).requires_grad_()
+    x_ref = x.detach().clone().unsqueeze(-1).requires_grad_() if len(shape) == 3 else x.detach().clone().requires_grad_()
+    gamma, beta_bn = bn.weight.detach().clone().requires_grad_(), bn.bias.detach().clone().requires_grad_()
+    expected = naive_mpbn(x_ref, gamma, beta_bn, bn.running_mean.clone(), bn.running_var.clone(), training=True)
+    spikes = neuron(x)
+    probe = torch.randn_like(expected)
+    got = torch.autograd.grad((spikes * probe.view_as(spikes)).sum(), (x, bn.weight, bn.bias))
+    want = torch.autograd.grad((expected * probe).sum(), (x_ref, gamma, beta_bn))
+    torch.testing.assert_close(got[0], want[0].view_as(got[0]), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(got[1], want[1], rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(got[2], want[2], rtol=1e-10, atol=1e-12)

@@ -88,3 +88,75 @@ def test_bad_input():
         MultiStepLeaky()(torch.ones(3, 2, dtype=torch.int64))
     with pytest.raises(ValueError, match=r"\[T, B, ...\]"):
         MultiStepLeaky()(torch.ones(3))
+
+
+# -- non-finite input, empty sequences, second order -------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["fused", "snntorch"])
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_a_non_finite_membrane_shows_as_nan_from_its_step_on(backend, bad):
+    torch.manual_seed(0)
+    x = torch.rand(6, 3, 4) * 1.5
+    neuron = MultiStepLeaky(beta=0.5, threshold=1.0, backend=backend)
+    clean = neuron(x)
+    x[2, 1, 3] = bad
+    spikes = neuron(x)
+    assert torch.isnan(spikes[2:, 1, 3]).all()  # u is non-finite from step 2 on: so is the output
+    poisoned = torch.zeros_like(x, dtype=torch.bool)
+    poisoned[2:, 1, 3] = True
+    torch.testing.assert_close(spikes[~poisoned], clean[~poisoned])  # every other neuron, every other step
+
+
+def test_gradients_of_finite_neurons_are_unchanged_by_a_nan_neighbour():
+    torch.manual_seed(1)
+    x = (torch.randn(5, 2, 3, dtype=torch.float64) * 0.8 + 0.6).requires_grad_()
+    weights = torch.randn(5, 2, 3, dtype=torch.float64)
+    neuron = MultiStepLeaky(beta=0.5, threshold=1.0)
+    (clean,) = torch.autograd.grad((neuron(x) * weights).sum(), x)
+    poisoned = x.detach().clone()
+    poisoned[1, 0, 0] = math.nan
+    poisoned.requires_grad_()
+    (grad,) = torch.autograd.grad((neuron(poisoned) * weights).sum(), poisoned)
+    keep = torch.ones_like(grad, dtype=torch.bool)
+    keep[:, 0, 0] = False
+    torch.testing.assert_close(grad[keep], clean[keep])
+
+
+@pytest.mark.parametrize("backend", ["fused", "snntorch"])
+def test_zero_time_steps_are_refused(backend):
+    with pytest.raises(ValueError, match="MultiStepLeaky: expected at least one time step"):
+        MultiStepLeaky(backend=backend)(torch.zeros(0, 2, 3))
+
+
+def test_an_empty_batch_passes_through():
+    assert MultiStepLeaky()(torch.zeros(3, 0, 4)).shape == (3, 0, 4)
+
+
+def test_fused_backward_refuses_second_order_gradients():
+    x = (torch.rand(3, 2, 4, dtype=torch.float64) * 2).requires_grad_()
+    spikes = MultiStepLeaky()(x)
+    with pytest.raises(RuntimeError, match="_FusedLIF.*first-order"):
+        torch.autograd.grad(spikes.sum(), x, create_graph=True)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"beta": math.nan}, ValueError, "beta must be a finite"),
+        ({"beta": "0.9"}, TypeError, "beta must be a real number"),
+        ({"threshold": True}, TypeError, "threshold must be a real number"),
+        ({"threshold": math.inf}, ValueError, "threshold must be a finite"),
+        ({"backend": 1}, ValueError, "backend"),
+    ],
+)
+def test_bad_numbers_and_choices(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        MultiStepLeaky(**kwargs)
+
+
+def test_surrogate_refuses_bad_arguments():
+    with pytest.raises(ValueError, match="arctan_surrogate_grad: alpha must be a positive number"):
+        arctan_surrogate_grad(torch.zeros(2), alpha=-1.0)
+    with pytest.raises(TypeError, match="arctan_surrogate_grad"):
+        arctan_surrogate_grad([0.0, 1.0])

@@ -175,3 +175,34 @@ def test_the_example_plugin_of_the_readme_trains_and_is_batch_independent(exampl
     torch.testing.assert_close(alone, together)  # GroupNorm: a sample's output ignores its batchmates
     model, history = experiments.train_once("snn", "step_groupnorm", 0, TrainConfig(depth=2, width=8, num_steps=2, epochs=1))
     assert 0 <= history.final_test_accuracy <= 100
+
+
+# -- sizes and neuron arguments are checked before anything is built --------------------------------
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, error, match",
+    [
+        (("bn", 0), {}, ValueError, r"build_norm\('bn'\): num_features must be positive"),
+        (("tdbn", 4, 0), {}, ValueError, r"build_norm\('tdbn'\): num_steps must be positive"),
+        (("tdbn", 4, 2.0), {}, TypeError, r"build_norm\('tdbn'\): num_steps must be an int"),
+        (("tdbn", 4), {}, ValueError, "spiking-network normaliser: pass num_steps"),
+        (("tdbn", 4, 2), {"threshold": float("nan")}, ValueError, r"build_norm\('tdbn'\): threshold must be a finite"),
+        (("mpbn", 4, 2), {"beta": 1.5}, ValueError, r"build_norm\('mpbn'\): beta must lie in \[0, 1\]"),
+        (("bntt", 4, 2), {"threshold": True}, TypeError, r"build_norm\('bntt'\): threshold must be a real number"),
+    ],
+)
+def test_build_norm_checks_sizes_and_the_neuron_it_feeds(args, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        build_norm(*args, **kwargs)
+
+
+def test_no_normalisation_still_checks_its_sequence():
+    layer = build_norm("none", 4, 2)
+    x = torch.randn(2, 3, 4, 5, 5)
+    assert layer(x) is x and isinstance(layer, nn.Identity)
+    with pytest.raises(ValueError, match="SequenceIdentity: got a sequence of 0 time steps"):
+        layer(torch.randn(0, 3, 4, 5, 5))
+    with pytest.raises(TypeError, match="SequenceIdentity: expected a floating-point tensor"):
+        layer(torch.ones(2, 3, 4, 5, 5, dtype=torch.long))
+    assert type(build_norm("none", 4)) is nn.Identity and type(build_norm("bn", 4)) is norms.BatchNorm2d

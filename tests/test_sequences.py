@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from snn_norm_lite.sequences import merge_time, over_time, split_time
+from snn_norm_lite.sequences import check_sequence, merge_time, over_time, split_time
 
 
 def test_round_trip_keeps_every_value_in_place():
@@ -58,3 +58,34 @@ def test_over_time_passes_gradients_to_the_layer_and_the_input():
 def test_over_time_reports_a_layer_that_changes_the_number_of_rows():
     with pytest.raises(ValueError, match="split_time: expected 4 x 2 = 8 rows"):
         over_time(lambda merged: merged[:-1], torch.zeros(4, 2, 3))
+
+
+def test_zero_time_steps_are_refused():
+    with pytest.raises(ValueError, match="merge_time: expected at least one time step"):
+        merge_time(torch.zeros(0, 2, 3))
+    with pytest.raises(ValueError, match="merge_time: expected at least one time step"):
+        over_time(nn.Identity(), torch.zeros(0, 2, 3))
+    with pytest.raises(ValueError, match="MyLayer: expected at least one time step"):
+        check_sequence(torch.zeros(0, 4), "MyLayer")
+
+
+def test_an_empty_batch_is_a_valid_sequence():
+    merged, steps_and_batch = merge_time(torch.zeros(3, 0, 5))
+    assert merged.shape == (0, 5) and steps_and_batch == (3, 0)
+    assert split_time(merged, steps_and_batch).shape == (3, 0, 5)
+
+
+@pytest.mark.parametrize(
+    "steps_and_batch, error",
+    [((0, 0), ValueError), ((2.0, 3), TypeError), ((2, -1), ValueError), (6, TypeError), ((1, 2, 3), TypeError)],
+)
+def test_split_time_refuses_bad_steps_and_batch(steps_and_batch, error):
+    with pytest.raises(error, match="split_time"):
+        split_time(torch.zeros(6, 2), steps_and_batch)
+
+
+def test_bad_types_are_named():
+    with pytest.raises(TypeError, match="merge_time: expected a torch.Tensor"):
+        merge_time([[1.0, 2.0]])
+    with pytest.raises(TypeError, match="over_time: layer must be callable"):
+        over_time("conv", torch.zeros(2, 2, 3))

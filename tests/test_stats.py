@@ -43,3 +43,49 @@ def test_compare_text_says_which_way_or_that_it_is_unresolved():
     assert compare_text("bn", a, "none", b, 360).startswith("bn beats none by 10.0 points")
     assert compare_text("none", b, "bn", a, 360).startswith("bn beats none by 10.0 points")
     assert "not resolved" in compare_text("x", a, "y", Summary.of([91.5, 90.0, 92.5]), 360)
+
+
+@pytest.mark.parametrize(
+    "values, error, message",
+    [
+        ([], ValueError, "needs at least one value"),
+        (iter([]), ValueError, "needs at least one value"),
+        (["90"], TypeError, "got str '90' at index 0"),
+        ([90.0, True], TypeError, "got bool True at index 1"),
+        ([None], TypeError, "got NoneType"),
+        ("90", TypeError, "values must be a sequence of numbers"),
+        (90.0, TypeError, "values must be a sequence of numbers"),
+    ],
+)
+def test_summary_of_refuses_what_is_not_numbers(values, error, message):
+    with pytest.raises(error, match=message):
+        Summary.of(values)
+
+
+def test_summary_of_a_tensor_value_says_to_pass_item():
+    torch = pytest.importorskip("torch")
+    with pytest.raises(TypeError, match="pass .item\\(\\)"):
+        Summary.of([torch.tensor(90.0)])
+    import numpy as np
+
+    assert Summary.of([np.float32(1.5), np.int64(2), 3]).values == (1.5, 2.0, 3.0)
+
+
+@pytest.mark.parametrize("values, error", [((), ValueError), ((1.0, float("nan")), ValueError), ([1.0], TypeError), (("1",), TypeError)])
+def test_summary_made_directly_is_checked_too(values, error):
+    with pytest.raises(error, match="Summary: "):
+        Summary(values)
+
+
+def test_comparison_functions_check_their_arguments():
+    s = Summary.of([1.0, 2.0, 3.0])
+    with pytest.raises(TypeError, match="one_image: num_test must be an int"):
+        one_image(360.0)
+    with pytest.raises(TypeError, match="one_image: num_test must be an int"):
+        one_image(True)
+    with pytest.raises(TypeError, match="resolved: b must be a Summary"):
+        resolved(s, [1.0, 2.0], 360)
+    with pytest.raises(TypeError, match="compare_text: name_a must be a str"):
+        compare_text(None, s, "b", s, 360)
+    with pytest.raises(ValueError, match="num_test must be a positive int"):
+        compare_text("a", s, "b", s, 0)

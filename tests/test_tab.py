@@ -227,3 +227,43 @@ def test_registry_builds_it_and_the_network_trains():
     loss = nn.functional.cross_entropy(model(torch.rand(8, 1, 8, 8)), torch.arange(8))
     loss.backward()
     assert torch.isfinite(loss) and model.blocks[1].norm.time_weight.grad.abs().sum() > 0
+
+
+# -- bad batches ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("one_step_at_a_time", [False, True])
+def test_nan_batch_leaves_running_statistics(one_step_at_a_time):
+    layer = TemporalAccumulatedBatchNorm2d(C, T)
+    layer(torch.randn(T, B, C, H, W))
+    mean, var = layer.running_mean.clone(), layer.running_var.clone()
+    x = torch.full((T, B, C, H, W), float("nan"))
+    y = torch.stack([layer(x[t], t=t) for t in range(T)]) if one_step_at_a_time else layer(x)
+    assert torch.isnan(y).all()
+    assert torch.equal(layer.running_mean, mean) and torch.equal(layer.running_var, var)
+    x = torch.randn(T, B, C, H, W)
+    x[2, 0, 1, 0, 0] = float("nan")  # windows 2.. of channel 1 see it; window 0..1 does not
+    if one_step_at_a_time:
+        for t in range(T):
+            layer(x[t], t=t)
+    else:
+        layer(x)
+    assert torch.equal(layer.running_var[2:, 1], var[2:, 1])
+    assert not torch.equal(layer.running_var[1, 1], var[1, 1]) and torch.isfinite(layer.running_var).all()
+
+
+@pytest.mark.parametrize("shape", [(T, 0, C, H, W), (T, B, C, 0, 0), (T, 1, C, 1, 1)])
+def test_empty_or_single_value_batches_are_refused(shape):
+    layer = TemporalAccumulatedBatchNorm2d(C, T)
+    with pytest.raises(ValueError, match="TemporalAccumulatedBatchNorm2d"):
+        layer(torch.randn(shape))
+    with pytest.raises(ValueError, match="TemporalAccumulatedBatchNorm2d"):
+        layer(torch.randn(shape)[0], t=0)
+    assert torch.equal(layer.running_var, torch.ones(T, C)) and int(layer.num_batches_tracked) == 0
+
+
+@pytest.mark.parametrize("shape", [(0, B, C, H, W), (T, 0, C, H, W), (T, B, C, 0, 0)])
+def test_window_statistics_refuse_empty_sequences(shape):
+    for function in (tab_window_statistics, tab_window_statistics_naive):
+        with pytest.raises(ValueError, match=f"{function.__name__}: expected at least one time step"):
+            function(torch.randn(shape))

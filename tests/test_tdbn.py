@@ -148,3 +148,96 @@ def test_registry_builds_it_and_the_network_trains():
     loss.backward()
     optimiser.step()
     assert torch.isfinite(loss) and model.blocks[1].norm.weight.grad.abs().sum() > 0
+
+
+# -- bad batches, dtypes, arguments (the input contract) ------------------------------------------
+
+from snn_norm_lite.norms import BatchNorm2d, SequenceBatchNorm2d, fold_batchnorms  # noqa: E402
+
+SEQUENCE_LAYERS = [lambda: SequenceBatchNorm2d(3), lambda: ThresholdDependentBatchNorm2d(3, v_th=0.5)]
+
+
+def trained(make):
+    layer = make().train()
+    layer(torch.randn(4, 6, 3, 5, 5, generator=torch.Generator().manual_seed(0)) * 2 + 1)
+    return layer
+
+
+@pytest.mark.parametrize("make", SEQUENCE_LAYERS)
+def test_nan_batch_leaves_running_statistics_and_shows_in_the_output(make):
+    layer = trained(make)
+    mean, var = layer.running_mean.clone(), layer.running_var.clone()
+    y = layer(torch.full((4, 6, 3, 5, 5), float("nan")))
+    assert torch.isnan(y).all()
+    assert torch.equal(layer.running_mean, mean) and torch.equal(layer.running_var, var)
+    x = torch.randn(4, 6, 3, 5, 5)
+    x[0, 0, 1, 0, 0] = float("inf")  # channel 1 poisoned, channels 0 and 2 normal
+    layer(x)
+    assert torch.equal(layer.running_mean[1], mean[1]) and torch.equal(layer.running_var[1], var[1])
+    assert not torch.equal(layer.running_mean[0], mean[0]) and torch.isfinite(layer.running_var).all()
+
+
+@pytest.mark.parametrize("make", SEQUENCE_LAYERS)
+@pytest.mark.parametrize("shape", [(4, 0, 3, 5, 5), (4, 6, 3, 0, 0), (4, 1, 3, 1, 1), (0, 6, 3, 5, 5)])
+def test_empty_or_single_value_batches_are_refused_before_anything_changes(make, shape):
+    layer = trained(make)
+    state = {k: v.clone() for k, v in layer.state_dict().items()}
+    with pytest.raises(ValueError, match=type(layer).__name__):
+        layer(torch.randn(shape))
+    assert all(torch.equal(state[k], v) for k, v in layer.state_dict().items())
+
+
+@pytest.mark.parametrize("make", SEQUENCE_LAYERS)
+def test_wrong_dtype_is_a_type_error_naming_the_layer(make):
+    layer = make()
+    with pytest.raises(TypeError, match=rf"{type(layer).__name__}: input dtype torch.float64.*\.float\(\).*layer\.double\(\)"):
+        layer(torch.randn(4, 6, 3, 5, 5, dtype=torch.float64))
+    assert layer.double()(torch.randn(4, 6, 3, 5, 5, dtype=torch.float64)).dtype == torch.float64
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"eps": float("nan")}, ValueError, "eps must be a finite number"),
+        ({"momentum": None}, TypeError, "momentum must be a real number"),
+        ({"momentum": 1.5}, ValueError, r"momentum must lie in \(0, 1\]"),
+        ({"affine": 1}, TypeError, "affine must be True or False"),
+        ({"track_running_stats": "yes"}, TypeError, "track_running_stats must be True or False"),
+        ({"num_features": 0}, ValueError, "num_features must be positive"),
+        ({"num_features": 3.0}, TypeError, "num_features must be an int"),
+    ],
+)
+def test_sequence_batchnorm_checks_its_arguments(kwargs, error, match):
+    with pytest.raises(error, match=rf"SequenceBatchNorm2d: {match}"):
+        SequenceBatchNorm2d(**{"num_features": 3, **kwargs})
+
+
+def test_tdbn_checks_its_arguments():
+    for kwargs, error in [({"alpha": True}, TypeError), ({"v_th": float("inf")}, ValueError), ({"eps": "1e-5"}, TypeError)]:
+        with pytest.raises(error, match="ThresholdDependentBatchNorm2d"):
+            ThresholdDependentBatchNorm2d(3, **kwargs)
+
+
+def test_checked_batchnorm2d_equals_pytorchs_and_folds():
+    torch.manual_seed(0)
+    ours, reference = BatchNorm2d(3), nn.BatchNorm2d(3)
+    assert ours.state_dict().keys() == reference.state_dict().keys() and repr(ours) == repr(reference)
+    for _ in range(3):
+        x = torch.randn(8, 3, 5, 5) * 2 + 1
+        assert torch.equal(ours(x), reference(x))
+    assert torch.equal(ours.running_var, reference.running_var)
+    ours(torch.full((8, 3, 5, 5), float("nan")))
+    assert torch.equal(ours.running_mean, reference.running_mean)
+    with pytest.raises(ValueError, match="BatchNorm2d: got an empty training batch"):
+        ours(torch.randn(0, 3, 5, 5))
+    model = nn.Sequential(nn.Conv2d(1, 3, 3), BatchNorm2d(3))
+    model(torch.randn(8, 1, 6, 6))
+    x = torch.randn(2, 1, 6, 6)
+    assert torch.allclose(fold_batchnorms(model)(x), model.eval()(x), atol=1e-5)
+
+
+def test_folding_functions_say_they_expected_modules():
+    with pytest.raises(TypeError, match="fold_batchnorms: expected an nn.Module, got str"):
+        fold_batchnorms("model")
+    with pytest.raises(TypeError, match=r"fold_batchnorm_into_conv: expected \(nn.Conv2d, nn.BatchNorm2d\)"):
+        fold_batchnorm_into_conv(nn.Conv2d(1, 3, 3), "bn")

@@ -148,3 +148,32 @@ def test_registry_builds_it_and_the_network_trains():
     loss = nn.functional.cross_entropy(model(torch.rand(8, 1, 8, 8)), torch.arange(8))
     loss.backward()
     assert torch.isfinite(loss) and model.blocks[1].norm.time_weight.grad.abs().sum() > 0
+
+
+# -- bad batches ------------------------------------------------------------------------------------
+
+
+def test_nan_batch_leaves_running_statistics_element_wise():
+    layer = TemporalEffectiveBatchNorm2d(C, T)
+    layer(torch.randn(T, B, C, H, W))
+    mean, var = layer.running_mean.clone(), layer.running_var.clone()
+    assert torch.isnan(layer(torch.full((T, B, C, H, W), float("inf")))).all()
+    assert torch.equal(layer.running_mean, mean) and torch.equal(layer.running_var, var)
+    x = torch.randn(T, B, C, H, W)
+    x[1, 0, 0, 0, 0] = float("nan")  # channel 0 only (its statistics pool every step)
+    layer(x)
+    assert torch.equal(layer.running_var[0], var[0]) and not torch.equal(layer.running_var[1], var[1])
+
+
+@pytest.mark.parametrize("shape", [(T, 0, C, H, W), (T, B, C, 0, 0), (T, 1, C, 1, 1), (0, B, C, H, W)])
+def test_empty_or_single_value_batches_are_refused(shape):
+    layer = TemporalEffectiveBatchNorm2d(C, T)
+    state = {k: v.clone() for k, v in layer.state_dict().items()}
+    with pytest.raises(ValueError, match="TemporalEffectiveBatchNorm2d"):
+        layer(torch.randn(shape))
+    assert all(torch.equal(state[k], v) for k, v in layer.state_dict().items())
+
+
+def test_wrong_dtype_names_the_conversions():
+    with pytest.raises(TypeError, match=r"TemporalEffectiveBatchNorm2d: input dtype torch.float64.*\.float\(\)"):
+        TemporalEffectiveBatchNorm2d(C, T)(torch.randn(T, B, C, H, W, dtype=torch.float64))

@@ -79,7 +79,7 @@ def test_history_helpers_and_errors():
     assert h.final_val_accuracy == 90.0
     with pytest.raises(ValueError, match="no validation accuracy"):
         History().final_val_accuracy
-    with pytest.raises(ValueError, match="no samples"):
+    with pytest.raises(ValueError, match="the training loader is empty"):
         fit(build_snn("none", depth=1, width=4, num_steps=1), [], epochs=1, progress=False)
     with pytest.raises(TypeError, match="seed must be an int"):
         seed_everything(1.5)
@@ -168,3 +168,151 @@ def test_batch_statistics_accuracy_and_batch_free_switch():
     assert norms.set_batch_free(homeostatic, False) == 2
     with pytest.raises(ValueError, match="no homeostatic"):
         norms.set_batch_free(model, False)
+
+
+# -- argument checks of fit and evaluate (on a plain linear model: no layer of the package) -----
+
+
+def linear_model():
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+
+
+def some_batches(n=2, batch=4):
+    generator = torch.Generator().manual_seed(0)
+    return [(torch.rand(batch, 1, 8, 8, generator=generator), torch.randint(0, 10, (batch,), generator=generator))
+            for _ in range(n)]
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"train_loader": []}, ValueError, "the training loader is empty"),
+        ({"train_loader": iter([])}, ValueError, "yielded no samples"),
+        ({"train_loader": torch.zeros(3)}, TypeError, "train_loader must be a loader"),
+        ({"val_loader": 3}, TypeError, "val_loader must be a loader"),
+        ({"test_loader": "test"}, TypeError, "test_loader must be a loader"),
+        ({"epochs": -1}, ValueError, "epochs must be an int >= 0"),
+        ({"epochs": 2.0}, TypeError, "epochs must be an int"),
+        ({"epochs": True}, TypeError, "epochs must be an int"),
+        ({"lr": 0.0}, ValueError, "lr must be a positive number"),
+        ({"lr": float("nan")}, ValueError, "lr must be a finite number"),
+        ({"lr": "1e-3"}, TypeError, "lr must be a real number"),
+        ({"device": "gpu0"}, ValueError, "'gpu0' is not a device"),
+        ({"device": 0}, TypeError, "device must be a str or a torch.device"),
+        ({"progress": 1}, TypeError, "progress must be True or False"),
+        ({"on_step": "print"}, TypeError, "on_step must be callable"),
+        ({"on_epoch": 3}, TypeError, "on_epoch must be callable"),
+        ({"description": None}, TypeError, "description must be a str"),
+        ({"model": "model"}, TypeError, "model must be a torch.nn.Module"),
+        ({"model": torch.nn.Flatten()}, ValueError, "has no parameters to train"),
+    ],
+)
+def test_fit_checks_its_arguments_before_training(kwargs, error, message):
+    arguments = {"model": linear_model(), "train_loader": some_batches(), "epochs": 1, "progress": False, **kwargs}
+    model = arguments.pop("model")
+    state = {k: v.clone() for k, v in model.state_dict().items()} if isinstance(model, torch.nn.Module) else {}
+    with pytest.raises(error, match=message):
+        fit(model, **arguments)
+    if state:
+        assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())  # untouched
+
+
+def test_fit_and_evaluate_refuse_labels_that_would_broadcast():
+    x, y = torch.rand(4, 1, 8, 8), torch.randint(0, 10, (4, 1))  # labels [B, 1]: would compare as [B, B]
+    with pytest.raises(ValueError, match=r"expected logits \[B, classes\] and labels \[B\]"):
+        evaluate(linear_model(), (x, y))
+    with pytest.raises(ValueError, match=r"expected logits \[B, classes\] and labels \[B\]"):
+        fit(linear_model(), [(x, y)], epochs=1, progress=False)
+
+
+@pytest.mark.parametrize(
+    "data, kwargs, error, message",
+    [
+        ([], {}, ValueError, "no samples to evaluate"),
+        ((torch.zeros(0, 1, 8, 8), torch.zeros(0, dtype=torch.long)), {}, ValueError, "no samples to evaluate"),
+        ((torch.zeros(3, 1, 8, 8), torch.zeros(2, dtype=torch.long)), {}, ValueError, "same length"),
+        ((torch.zeros(3, 1, 8, 8), torch.zeros(3, dtype=torch.long)), {"batch_size": 0}, ValueError, "batch_size"),
+        (5, {}, TypeError, "data must be a loader"),
+        ([], {"device": 1}, TypeError, "device must be"),
+    ],
+)
+def test_evaluate_checks_its_data(data, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        evaluate(linear_model(), data, **kwargs)
+
+
+def test_fit_with_zero_epochs_only_measures_the_test_set():
+    model = linear_model()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    history = fit(model, some_batches(), test_loader=some_batches(1), epochs=0, progress=False)
+    assert history.train_loss == [] and history.test_accuracy is not None
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+
+
+def test_seed_everything_refuses_seeds_numpy_cannot_take():
+    with pytest.raises(ValueError, match="seed must be an int in 0 .. 2\\*\\*32 - 1"):
+        seed_everything(-1)
+
+
+# -- TrainConfig checks its fields --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "field, value, error",
+    [
+        ("depth", 0, ValueError), ("depth", 2.0, TypeError), ("width", True, TypeError), ("num_steps", -1, ValueError),
+        ("epochs", 0, ValueError), ("batch_size", "64", TypeError),
+        ("lr", 0.0, ValueError), ("lr", float("inf"), ValueError), ("lr", "0.1", TypeError),
+        ("beta", 1.5, ValueError), ("beta", float("nan"), ValueError), ("beta", True, TypeError),
+        ("threshold", 0.0, ValueError), ("threshold", -1.0, ValueError), ("threshold", None, TypeError),
+        ("dataset", "mnist", ValueError), ("dataset", 3, TypeError),
+        ("device", "gpu0", ValueError), ("device", torch.device("cpu"), TypeError),
+        ("norm_options", None, TypeError), ("norm_options", {1: 2}, TypeError),
+    ],
+)
+def test_train_config_checks_its_fields(field, value, error):
+    with pytest.raises(error, match=f"TrainConfig: {field}"):
+        experiments.TrainConfig(**{field: value})
+
+
+def test_train_config_accepts_its_defaults_and_the_chapter_budgets():
+    assert experiments.TrainConfig().depth == 6
+    assert experiments.TrainConfig(beta=0.0, threshold=0.25, norm_options={"alpha": 0.7}).beta == 0.0
+    assert experiments.headline_config(epochs=2).epochs == 2
+
+
+# -- probes check their arguments --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "call, error, message",
+    [
+        (lambda m: firing_rates(m, torch.rand(4, 1, 8, 8).numpy()), TypeError, "firing_rates: expected a torch.Tensor"),
+        (lambda m: firing_rates(m, torch.rand(4, 1, 8, 8), train_mode=1), TypeError, "train_mode must be True or False"),
+        (lambda m: firing_rates("model", torch.rand(4, 1, 8, 8)), TypeError, "expected an nn.Module"),
+        (lambda m: per_step_statistics(m, torch.ones(4, 1, 8, 8, dtype=torch.long)), TypeError, "floating-point"),
+        (lambda m: per_step_statistics(m, torch.rand(4, 1, 8, 8), layers=[]), ValueError, "at least one layer"),
+        (lambda m: gradient_norms(m, torch.rand(4, 1, 8, 8), torch.zeros(3, dtype=torch.long)), ValueError, "one label per image"),
+        (lambda m: gradient_norms(m, torch.rand(4, 1, 8, 8), torch.zeros(4)), TypeError, "integer class labels"),
+    ],
+)
+def test_probes_check_their_arguments(call, error, message):
+    with pytest.raises(error, match=message):
+        call(build_snn("none", depth=2, width=4, num_steps=2))
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"x": torch.rand(0, 1, 8, 8), "y": torch.zeros(0, dtype=torch.long)}, ValueError, "no samples"),
+        ({"y": torch.zeros(7, dtype=torch.long)}, ValueError, "one label per image"),
+        ({"batch_size": 2.0}, TypeError, "batch_size must be an int"),
+        ({"seed": -1}, ValueError, "seed must be an int >= 0"),
+        ({"sorted_by_class": "yes"}, TypeError, "sorted_by_class must be True or False"),
+    ],
+)
+def test_batch_statistics_accuracy_checks_its_arguments(kwargs, error, message):
+    model = experiments.build_model("ann", "none", experiments.TrainConfig(depth=1, width=4))
+    arguments = {"x": torch.rand(8, 1, 8, 8), "y": torch.zeros(8, dtype=torch.long), "batch_size": 4, **kwargs}
+    with pytest.raises(error, match=message):
+        probes.accuracy_with_batch_statistics(model, **arguments)

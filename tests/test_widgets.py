@@ -43,3 +43,103 @@ def test_button_panel_waits_for_the_button():
     assert calls == [0.1]
     box.children[-1].click()
     assert calls == [0.1, 0.5]
+
+
+# -- slider and dropdown refuse what ipywidgets would clamp or accept silently -----------------
+
+import ast  # noqa: E402
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, error, message",
+    [
+        ((12, 2, 10, 1, "depth"), {"integer": True}, ValueError, "default value 12 is outside \\[2, 10\\]"),
+        ((-0.5, 0.0, 1.0, 0.1, "rate"), {}, ValueError, "default value -0.5 is outside"),
+        ((0.5, 0.0, 1.0, 0.0, "rate"), {}, ValueError, "step must be positive, got 0.0"),
+        ((0.5, 0.0, 1.0, -0.1, "rate"), {}, ValueError, "step must be positive"),
+        ((1.0, 1.0, 1.0, 0.1, "rate"), {}, ValueError, "low must be below high"),
+        ((1.0, 2.0, 0.0, 0.1, "rate"), {}, ValueError, "low must be below high"),
+        ((0.5, 0.0, float("nan"), 0.1, "rate"), {}, ValueError, "high must be a finite number"),
+        (("0.5", 0.0, 1.0, 0.1, "rate"), {}, TypeError, "value must be a real number"),
+        ((4.5, 2, 10, 1, "depth"), {"integer": True}, TypeError, "value must be an int for an integer slider"),
+        ((4, 2, 10, 0.5, "depth"), {"integer": True}, TypeError, "step must be an int"),
+        ((4, 2, 10, 1, "depth"), {"integer": 1}, TypeError, "integer must be True or False"),
+        ((4, 2, 10, 1, None), {}, TypeError, "description must be a str"),
+    ],
+)
+def test_slider_refuses_bad_ranges(args, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        widgets.slider(*args, **kwargs)
+
+
+def test_slider_accepts_its_ends_and_keeps_the_default():
+    assert widgets.slider(2, 2, 10, 1, "depth", integer=True).value == 2
+    assert widgets.slider(10, 2, 10, 1, "depth", integer=True).value == 10
+    assert widgets.slider(0.25, 0.0, 0.5, 0.05, "rate").value == 0.25
+
+
+@pytest.mark.parametrize(
+    "args, error, message",
+    [
+        ((("none", "bn"), "tebn", "norm"), ValueError, "the default 'tebn' is not one of the options 'none', 'bn'"),
+        (((), "none", "norm"), ValueError, "at least one option"),
+        ((("bn", "bn"), "bn", "norm"), ValueError, "appears twice"),
+        (("none", "none", "norm"), TypeError, "options must be a list or tuple"),
+        ((("none",), "none", 3), TypeError, "description must be a str"),
+    ],
+)
+def test_dropdown_refuses_a_default_not_among_its_options(args, error, message):
+    with pytest.raises(error, match=message):
+        widgets.dropdown(*args)
+
+
+def test_dropdown_text_and_panel_arguments():
+    assert widgets.dropdown(("none", "bn"), "bn", "norm").value == "bn"
+    with pytest.raises(TypeError, match="text: value and description must be str"):
+        widgets.text(None, "rows")
+    with pytest.raises(TypeError, match="panel: draw must be a function"):
+        widgets.panel(None, {"rate": widgets.slider(0.1, 0.0, 1.0, 0.1, "rate")})
+    with pytest.raises(TypeError, match="panel: controls must be a non-empty dict"):
+        widgets.panel(lambda: plt.figure(), {})
+    with pytest.raises(TypeError, match="panel: button must be a str"):
+        widgets.panel(lambda rate: plt.figure(), {"rate": widgets.slider(0.1, 0.0, 1.0, 0.1, "rate")}, button=True)
+
+
+def _chapter_calls():
+    """Every ``widgets.slider(...)`` / ``widgets.dropdown(...)`` call of the chapters whose
+    arguments are literals, as (chapter, source, function, args, kwargs)."""
+    calls = []
+    for notebook in sorted((Path(__file__).parent.parent / "book").glob("*.ipynb")):
+        for cell in json.loads(notebook.read_text())["cells"]:
+            source = "".join(cell["source"])
+            if cell["cell_type"] != "code" or "widgets." not in source:
+                continue
+            try:
+                tree = ast.parse(source)
+            except SyntaxError:  # a cell with notebook magics
+                continue
+            for node in ast.walk(tree):
+                if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                        and node.func.attr in ("slider", "dropdown")
+                        and isinstance(node.func.value, ast.Name) and node.func.value.id == "widgets"):
+                    try:
+                        args = [ast.literal_eval(a) for a in node.args]
+                        kwargs = {k.arg: ast.literal_eval(k.value) for k in node.keywords}
+                    except ValueError:  # an argument computed in the chapter
+                        continue
+                    calls.append((notebook.name, ast.get_source_segment(source, node), node.func.attr, args, kwargs))
+    return calls
+
+
+def test_every_literal_slider_and_dropdown_of_the_chapters_passes_the_checks():
+    calls = _chapter_calls()
+    assert len(calls) >= 20  # the chapters' panels are found
+    for chapter, source, function, args, kwargs in calls:
+        try:
+            getattr(widgets, function)(*args, **kwargs)
+        except (TypeError, ValueError) as error:  # pragma: no cover - the message is the report
+            pytest.fail(f"{chapter}: {source} is refused: {error}")

@@ -56,12 +56,25 @@ The controller attaches to any module with a tensor ``threshold`` (this package'
 ``MultiStepLeaky``, ``snntorch.Leaky``), found by :func:`snn_norm_lite.probes.spiking_layers`,
 through forward hooks: the model's code is not changed. A model whose forward pass calls a
 layer once per time step (snntorch style) is handled: the rate of a pass averages all calls.
+A folded MPBN neuron (``fold_mpbn``) fires by its per-channel ``fire_threshold``: the
+controller scales that, and the neuron's separate reset value by the same factor, which is
+the same as dividing the layer's input current by the factor (:mod:`.attachment`).
+
+One controller per model: a second one (or one attached to a part of the model holding a
+regulated layer) is refused with a ``RuntimeError`` until the first is detached. A model with
+a controller attached can be deep-copied, pickled and saved with ``torch.save(model)``; the
+copy keeps its thresholds but is not regulated. ``AHSAR.state_dict`` saves the controller.
+
+NaN spikes (a NaN batch) are not counted in a rate; a layer whose spikes are all NaN gives no
+measurement, so its smoothed rate, its scale and its threshold stay as they were, and a pass
+without any measurement adds the energy budget (a neutral pass) to the epoch's energy.
 
 The package, one concern per module:
 
 * :mod:`.config`: :class:`AHSARConfig`, the constants (frozen, validated);
 * :mod:`.control`: the control law, pure functions (``band_deviation``, ``diffuse``,
-  ``threshold_scale``, ``smooth_rates``, ``fast_scales``, ``epoch_energy``, ``gain_step``);
+  ``threshold_scale``, ``smooth_rates``, ``fast_scales``, ``pass_energy``, ``epoch_energy``,
+  ``gain_step``);
 * :mod:`.sensing`: :class:`LayerRateSensor`, the forward hooks that measure the rates;
 * :mod:`.attachment`: :class:`Attachment`, one regulated model: its layers, the thresholds
   they had (restored on detach), the sensor, and the writing of new thresholds;
@@ -84,6 +97,7 @@ from .control import (
     epoch_energy,
     fast_scales,
     gain_step,
+    pass_energy,
     smooth_rates,
     threshold_scale,
 )
@@ -108,6 +122,7 @@ __all__ = [
     "epoch_energy",
     "fast_scales",
     "gain_step",
+    "pass_energy",
     "smooth_rates",
     "threshold_scale",
     "train_with_controller",

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import math
-import numbers
 from dataclasses import dataclass
 from typing import Optional
+
+from ..checks import check_bool, check_finite_number
 
 # field: (test, the valid range as the errors state it); every number must also be finite
 _RANGES = {
@@ -30,13 +30,18 @@ _OPTIONAL = ("energy_target",)
 class AHSARConfig:
     """The constants of the AHSAR controller (equations in :mod:`snn_norm_lite.ahsar`).
 
-    Immutable and checked on construction: a number of the wrong type (or a bool) raises
-    ``TypeError``, a non-finite or out-of-range one ``ValueError``; both name the field, its
-    valid range and the value. Change constants with :meth:`replace`.
+    Immutable and checked on construction: a number of the wrong type (a bool, a string, a
+    tensor) raises ``TypeError``, a non-finite or out-of-range one ``ValueError``; both name the
+    field, its valid range and the value. A flag that is not a bool is a ``TypeError``. Change
+    constants with :meth:`replace`.
 
     >>> config = AHSARConfig(target_high=0.3)
     >>> config.target_low, config.target_high, config.sense_in_eval
     (0.05, 0.3, False)
+    >>> AHSARConfig(ema=float("nan"))
+    Traceback (most recent call last):
+        ...
+    ValueError: AHSARConfig: ema must be a finite number, got nan (valid: [0, 1))
     """
 
     target_low: float = 0.05
@@ -68,18 +73,18 @@ class AHSARConfig:
 
     def __post_init__(self) -> None:
         for name in _FLAGS:
-            value = getattr(self, name)
-            if not isinstance(value, bool):
-                raise TypeError(f"AHSARConfig.{name} must be a bool (True or False), got {value!r} ({type(value).__name__})")
+            check_bool(getattr(self, name), name, "AHSARConfig")
         for name, (valid, text) in _RANGES.items():
             value = getattr(self, name)
             if value is None and name in _OPTIONAL:
                 continue
-            if isinstance(value, bool) or not isinstance(value, numbers.Real):
-                raise TypeError(f"AHSARConfig.{name} must be a number in {text}, got {value!r} ({type(value).__name__})")
-            if not math.isfinite(value) or not valid(value):
-                raise ValueError(f"AHSARConfig.{name} must be a finite number in {text}, got {value!r}")
-            object.__setattr__(self, name, float(value))
+            try:
+                value = check_finite_number(value, name, "AHSARConfig")
+            except (TypeError, ValueError) as error:
+                raise type(error)(f"{error} (valid: {text})") from None
+            if not valid(value):
+                raise ValueError(f"AHSARConfig: {name} must lie in {text}, got {value!r}")
+            object.__setattr__(self, name, value)
         if self.target_low > self.target_high:
             raise ValueError(
                 f"AHSARConfig: need target_low <= target_high, got target_low={self.target_low}, "

@@ -8,7 +8,7 @@ functions and writes their results. Fast loop (per training pass)::
 
 Slow loop (per epoch)::
 
-    E      = epoch_energy(sum of mean_l r_l^2, passes, E*)
+    E      = epoch_energy(sum of pass_energy(r, E*), passes, E*)
     gain  <- gain_step(gain, E, accuracy_change(acc_previous, acc), config)
 """
 
@@ -19,6 +19,7 @@ from typing import Optional
 
 import torch
 
+from ..checks import keep_finite
 from .config import AHSARConfig
 
 
@@ -53,25 +54,48 @@ def threshold_scale(deviation: torch.Tensor, strength: float, width: float) -> t
 def smooth_rates(smoothed: Optional[torch.Tensor], rates: torch.Tensor, ema: float) -> torch.Tensor:
     """``rbar <- ema * rbar + (1 - ema) * r``; on the first pass (``smoothed`` None) ``rbar = r``.
 
-    Returns a new tensor; neither argument is modified.
+    A NaN rate (a layer whose spikes were all NaN: a NaN batch) is no measurement: that
+    layer's ``rbar`` stays as it was. A NaN ``rbar`` (no finite measurement yet) takes the next
+    finite rate as its first. Element-wise, without host synchronisation. Returns a new tensor;
+    neither argument is modified.
 
     >>> first = smooth_rates(None, torch.tensor([0.2, 0.4]), ema=0.5)
-    >>> smooth_rates(first, torch.tensor([0.0, 0.0]), ema=0.5)
-    tensor([0.1000, 0.2000])
+    >>> smooth_rates(first, torch.tensor([0.0, float("nan")]), ema=0.5)
+    tensor([0.1000, 0.4000])
     """
     if smoothed is None:
         return rates.clone()
-    return torch.add(smoothed * ema, rates, alpha=1 - ema)
+    updated = torch.where(torch.isnan(smoothed), rates, torch.add(smoothed * ema, rates, alpha=1 - ema))
+    return keep_finite(updated, smoothed)
 
 
 def fast_scales(smoothed: torch.Tensor, config: AHSARConfig) -> torch.Tensor:
     """The fast loop's threshold scales from the smoothed rates: centring, diffusion, bounded map.
 
+    A layer without a finite measurement yet (NaN ``rbar``) has deviation 0: it is treated as
+    inside the band (its neighbours' corrections still diffuse into it).
+
     >>> fast_scales(torch.tensor([0.1, 0.1]), AHSARConfig())  # inside the band: no correction
+    tensor([1., 1.])
+    >>> fast_scales(torch.tensor([float("nan"), 0.1]), AHSARConfig())
     tensor([1., 1.])
     """
     deviation = band_deviation(smoothed, config.target_low, config.target_high)
+    deviation = torch.where(torch.isnan(deviation), torch.zeros_like(deviation), deviation)
     return threshold_scale(diffuse(deviation, config.diffusion), config.strength, config.width)
+
+
+def pass_energy(rates: torch.Tensor, budget: float) -> torch.Tensor:
+    """One training pass's activity energy ``mean_l r_l^2``, over the layers with a finite rate;
+    ``budget`` (a neutral pass) when no layer has one.
+
+    >>> pass_energy(torch.tensor([0.1, 0.3]), 0.0225), pass_energy(torch.tensor([0.1, float("nan")]), 0.0225)
+    (tensor(0.0500), tensor(0.0100))
+    >>> pass_energy(torch.tensor([float("nan")]), 0.0225)
+    tensor(0.0225)
+    """
+    energy = rates.square().nanmean()
+    return torch.where(torch.isnan(energy), torch.full_like(energy, budget), energy)
 
 
 def accuracy_change(previous: Optional[float], current: Optional[float]) -> float:

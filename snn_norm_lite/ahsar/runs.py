@@ -7,9 +7,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..data import load_dataset
-from ..experiments import train_once
+from ..checks import check_floating, check_nonnegative_int, check_positive_int
+from ..data import Split, load_dataset
+from ..experiments import TrainConfig, train_once
+from ..norms.registry import available_norms
 from ..probes import firing_rates, spiking_layers
+from .attachment import firing_threshold
+from .controller import AHSAR
 
 
 @dataclass
@@ -24,7 +28,7 @@ class ControlledRun:
     model: nn.Module
     history: object  # training.History
     rates: list[list[float]]  # per epoch (index 0: before training): firing rate of each layer
-    thresholds: list[list[float]]  # per epoch (index 0: before training): threshold of each layer
+    thresholds: list[list]  # per epoch (index 0: before training): firing threshold of each layer (a float)
     controller: object | None  # the (still attached) AHSAR controller, or None
 
 
@@ -40,6 +44,11 @@ def train_with_controller(norm: str, seed: int, config, split=None, controller=N
     training. The controller is left attached, so the returned model keeps the thresholds it
     trained with.
 
+    Arguments are checked before anything is built: ``norm`` a registered name, ``seed`` an
+    int >= 0, ``config`` a ``TrainConfig``, ``split`` a ``Split`` or None, ``controller`` a
+    detached ``AHSAR`` or None, ``probe_samples`` an int >= 1 (a split with fewer validation
+    images is probed on all of them).
+
     >>> from snn_norm_lite.ahsar import AHSAR
     >>> from snn_norm_lite.data import Split
     >>> from snn_norm_lite.experiments import TrainConfig
@@ -50,13 +59,25 @@ def train_with_controller(norm: str, seed: int, config, split=None, controller=N
     >>> len(run.rates), run.thresholds[0], run.controller.epochs
     (2, [1.0, 1.0], 1)
     """
+    where = "train_with_controller"
+    if not isinstance(norm, str):
+        raise TypeError(f"{where}: norm must be a registry name (str), got {type(norm).__name__} {norm!r}")
+    if norm not in available_norms():
+        raise ValueError(f"{where}: unknown norm {norm!r}; registered: {', '.join(available_norms())}")
+    seed = check_nonnegative_int(seed, "seed", where)
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"{where}: config must be a TrainConfig, got {type(config).__name__}")
+    if split is not None and not isinstance(split, Split):
+        raise TypeError(f"{where}: split must be a data.Split or None, got {type(split).__name__}")
+    _check_controller(controller, where, optional=True)
+    probe_samples = check_positive_int(probe_samples, "probe_samples", where)
     split = load_dataset(config.dataset) if split is None else split
     probe_x = split.x_val[:probe_samples]
     rates, thresholds = [], []
 
     def measure(model):
         rates.append(firing_rates(model, probe_x).tolist())
-        thresholds.append([float(layer.threshold) for layer in spiking_layers(model)])
+        thresholds.append([firing_threshold(layer).tolist() for layer in spiking_layers(model)])
 
     def prepare(model):
         if controller is not None:
@@ -79,7 +100,12 @@ def controller_fast_loop(model: nn.Module, controller, x: torch.Tensor, passes: 
     Each pass takes a seeded random batch of ``batch_size`` rows of ``x``. Attaches
     ``controller`` to ``model``, and detaches it at the end (thresholds restored). Returns
     ``rate`` and ``threshold``, each a list over passes of per-layer lists: the rate a pass
-    measured and the threshold it ran with.
+    measured and the firing threshold it ran with (a float; a list of per-channel floats for a
+    folded MPBN neuron).
+
+    Checked first: ``model`` an ``nn.Module``, ``controller`` a detached ``AHSAR``, ``x`` a
+    floating-point tensor with at least one row, ``passes`` and ``batch_size`` ints >= 1,
+    ``seed`` an int >= 0.
 
     >>> from snn_norm_lite.ahsar import AHSAR
     >>> from snn_norm_lite.models import build_snn
@@ -88,9 +114,19 @@ def controller_fast_loop(model: nn.Module, controller, x: torch.Tensor, passes: 
     >>> [[round(t, 2) for t in pass_] for pass_ in result["threshold"]]  # the first pass: as attached
     [[100.0, 100.0], [61.92, 61.92]]
     """
+    where = "controller_fast_loop"
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{where}: model must be an nn.Module, got {type(model).__name__}")
+    _check_controller(controller, where, optional=False)
+    check_floating(x, where)
+    if x.dim() == 0 or len(x) == 0:
+        raise ValueError(f"{where}: x must hold at least one input row, got shape {tuple(x.shape)}")
+    passes = check_positive_int(passes, "passes", where)
+    batch_size = check_positive_int(batch_size, "batch_size", where)
+    seed = check_nonnegative_int(seed, "seed", where)
     generator = torch.Generator().manual_seed(seed)
-    layers = spiking_layers(model)
     controller.attach(model)
+    layers = controller.layers
     rates, thresholds = [], []
     was_training = model.training
     model.train()
@@ -99,9 +135,20 @@ def controller_fast_loop(model: nn.Module, controller, x: torch.Tensor, passes: 
             for _ in range(passes):
                 batch = x[torch.randint(0, len(x), (batch_size,), generator=generator)]
                 model(batch)  # the controller writes the thresholds at the start of the pass
-                thresholds.append([float(layer.threshold) for layer in layers])
+                thresholds.append([firing_threshold(layer).tolist() for layer in layers])
+                if controller.last_rates is None:
+                    raise RuntimeError(f"{where}: a training pass of {type(model).__name__} did not run every regulated layer")
                 rates.append(controller.last_rates.tolist())
     finally:
         model.train(was_training)
         controller.detach()
     return {"rate": rates, "threshold": thresholds}
+
+
+def _check_controller(controller, where: str, optional: bool) -> None:
+    if controller is None and optional:
+        return
+    if not isinstance(controller, AHSAR):
+        raise TypeError(f"{where}: controller must be an AHSAR{' or None' if optional else ''}, got {type(controller).__name__}")
+    if controller.attached:
+        raise RuntimeError(f"{where}: the controller is already attached to a model; pass a detached one (detach() it first)")

@@ -6,8 +6,9 @@ means one new module and one name in this list.
 """
 
 from . import identity, batchnorm, homeostatic, tdbn, bntt, tebn, mpbn, tab  # noqa: F401  (the methods)
-from .batchnorm import SequenceBatchNorm2d, fold_batchnorm_into_conv, fold_batchnorms
+from .batchnorm import BatchNorm2d, SequenceBatchNorm2d, fold_batchnorm_into_conv, fold_batchnorms
 from .bntt import BatchNormThroughTime2d
+from .identity import SequenceIdentity
 from .homeostatic import HomeostaticNorm, TemporalHomeostaticNorm2d, set_batch_free
 from .mpbn import FoldedMPBNLeaky, MPBNLeaky, fold_mpbn
 from .registry import NormSpec, available_norms, build_norm, get_spec, register, unregister
@@ -16,12 +17,14 @@ from .tdbn import ThresholdDependentBatchNorm2d
 from .tebn import TemporalEffectiveBatchNorm2d
 
 __all__ = [
+    "BatchNorm2d",
     "BatchNormThroughTime2d",
     "FoldedMPBNLeaky",
     "HomeostaticNorm",
     "MPBNLeaky",
     "NormSpec",
     "SequenceBatchNorm2d",
+    "SequenceIdentity",
     "TemporalAccumulatedBatchNorm2d",
     "TemporalEffectiveBatchNorm2d",
     "TemporalHomeostaticNorm2d",

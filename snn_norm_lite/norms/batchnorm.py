@@ -13,14 +13,94 @@ all steps (taken over T, B, H and W), which is also what tdBN does before its th
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .registry import NormSpec, register
-from ..checks import check_channels, check_floating, check_rank
-from ..sequences import over_time
+from ..checks import check_bool, check_channels, check_floating, check_positive_int, check_rank, keep_finite
+from ..sequences import merge_time, split_time
+from .step_statistics import check_enough_values, check_eps_and_momentum, check_same_dtype
 
 
-class SequenceBatchNorm2d(nn.BatchNorm2d):
+class BatchNorm2d(nn.BatchNorm2d):
+    """``nn.BatchNorm2d`` with the package's checks: the conventional network's BatchNorm.
+
+    The same computation, parameters, buffers and ``state_dict`` keys as ``nn.BatchNorm2d``
+    (a checkpoint of one loads into the other). In addition:
+
+    * the constructor refuses a ``num_features`` that is not a positive int, ``eps`` <= 0,
+      ``momentum`` outside (0, 1] (``None``, the cumulative average, included) and non-bool flags;
+    * the input must be a floating ``[B, C, H, W]`` of the layer's dtype with C channels, and a
+      training batch must hold more than one value per channel (an empty batch, B = 0 or
+      H = W = 0, is refused before anything changes);
+    * a training batch with NaN/Inf leaves the running statistics as they were, element-wise
+      (:func:`~snn_norm_lite.checks.keep_finite`), while the output shows the NaN.
+
+    >>> bn = BatchNorm2d(3)
+    >>> bn(torch.randn(8, 3, 5, 5)).shape
+    torch.Size([8, 3, 5, 5])
+    >>> bn(torch.randn(1, 3, 1, 1))
+    Traceback (most recent call last):
+        ...
+    ValueError: BatchNorm2d: expected more than 1 value per channel when training (got 1, input shape (1, 3, 1, 1)); ...
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        device=None,
+        dtype=None,
+    ):
+        name = type(self).__name__
+        check_positive_int(num_features, "num_features", name)
+        eps, momentum = check_eps_and_momentum(eps, momentum, name)
+        check_bool(affine, "affine", name)
+        check_bool(track_running_stats, "track_running_stats", name)
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device=device, dtype=dtype)
+
+    def _check_dtype(self, x: torch.Tensor) -> None:
+        reference = self.weight if self.weight is not None else self.running_mean
+        if reference is not None:
+            check_same_dtype(x, reference, type(self).__name__)
+
+    def _batch_norm(self, merged: torch.Tensor, weight, bias) -> torch.Tensor:
+        """``F.batch_norm`` on the time-merged batch with ``nn.BatchNorm2d``'s conventions.
+
+        In training the running statistics are updated on copies, which are written back with
+        :func:`~snn_norm_lite.checks.keep_finite`: where a NaN/Inf batch would make an entry
+        non-finite, it keeps its old value (element-wise, no synchronisation). The buffers
+        themselves are never handed to the kernel, so writing them back cannot invalidate
+        anything autograd saved.
+        """
+        update = self.training and self.track_running_stats
+        running_mean, running_var = self.running_mean, self.running_var
+        if update:
+            self.num_batches_tracked.add_(1)
+            running_mean, running_var = running_mean.clone(), running_var.clone()
+        use_batch_statistics = self.training or running_mean is None  # nn.BatchNorm2d's rule
+        y = F.batch_norm(merged, running_mean, running_var, weight, bias, use_batch_statistics, self.momentum, self.eps)
+        if update:
+            with torch.no_grad():
+                self.running_mean.copy_(keep_finite(running_mean, self.running_mean))
+                self.running_var.copy_(keep_finite(running_var, self.running_var))
+        return y
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        name = type(self).__name__
+        check_floating(x, name)
+        check_rank(x, (4,), name, "[B, C, H, W]")
+        check_channels(x, 1, self.num_features, name)
+        self._check_dtype(x)
+        if self.training:
+            check_enough_values(x[:, 0].numel(), name, per="channel", shape=x.shape)
+        return self._batch_norm(x, self.weight, self.bias)
+
+
+class SequenceBatchNorm2d(BatchNorm2d):
     """``nn.BatchNorm2d`` over a sequence ``[T, B, C, H, W]`` with time merged into the batch.
 
     Statistics over (T, B, H, W) per channel in training; running statistics in evaluation
@@ -39,15 +119,32 @@ class SequenceBatchNorm2d(nn.BatchNorm2d):
     """
 
     def _check_sequence(self, x: torch.Tensor) -> None:
+        """Input checks (shapes and dtype only, no synchronisation): a floating ``[T, B, C, H, W]``
+        with ``T >= 1``, C channels, the layer's dtype, and in training more than one value per
+        channel and step (B * H * W >= 2)."""
         name = type(self).__name__
         check_floating(x, name)
         check_rank(x, (5,), name, "[T, B, C, H, W]")
         check_channels(x, 2, self.num_features, name)
+        if x.shape[0] == 0:
+            raise ValueError(f"{name}: got a sequence of 0 time steps (input shape {tuple(x.shape)}); T must be >= 1")
+        self._check_dtype(x)
+        if self.training:
+            check_enough_values(x[0, :, 0].numel(), name, shape=x.shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self._check_sequence(x)
-        return over_time(super().forward, x)
+        """Normalise ``[T, B, C, H, W]``; a NaN/Inf batch leaves the running statistics as they were
+        (element-wise) while the output shows the NaN.
 
+        >>> bn = SequenceBatchNorm2d(2)
+        >>> x = torch.randn(3, 4, 2, 5, 5)
+        >>> x[:, :, 1] = float("nan")                               # channel 1 is all NaN
+        >>> bool(bn(x)[:, :, 1].isnan().all()), bn.running_var[1].item()
+        (True, 1.0)
+        """
+        self._check_sequence(x)
+        merged, steps_and_batch = merge_time(x)
+        return split_time(self._batch_norm(merged, self.weight, self.bias), steps_and_batch)
 
 
 @torch.no_grad()
@@ -108,7 +205,8 @@ def fold_batchnorm_into_conv(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
 
 
 def fold_batchnorms(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` in which every ``Conv2d`` followed by a ``BatchNorm2d`` in the same
+    """A copy of ``model`` in which every ``Conv2d`` followed by a ``BatchNorm2d`` (``nn.BatchNorm2d``
+    or this package's :class:`BatchNorm2d`, not a subclass that computes something else) in the same
     ``nn.Sequential`` is replaced by the folded convolution and an ``nn.Identity``.
 
     The copy is in evaluation mode and computes what ``model.eval()`` computes.
@@ -125,6 +223,8 @@ def fold_batchnorms(model: nn.Module) -> nn.Module:
     """
     import copy
 
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"fold_batchnorms: expected an nn.Module, got {type(model).__name__}")
     folded_model = copy.deepcopy(model).eval()
     count = 0
     for module in folded_model.modules():
@@ -133,7 +233,7 @@ def fold_batchnorms(model: nn.Module) -> nn.Module:
         names = list(module._modules)
         for first, second in zip(names, names[1:]):
             conv, bn = module._modules[first], module._modules[second]
-            if isinstance(conv, nn.Conv2d) and type(bn) is nn.BatchNorm2d:
+            if isinstance(conv, nn.Conv2d) and type(bn) in (nn.BatchNorm2d, BatchNorm2d):
                 module._modules[first] = fold_batchnorm_into_conv(conv, bn)
                 module._modules[second] = nn.Identity()
                 count += 1
@@ -143,7 +243,7 @@ def fold_batchnorms(model: nn.Module) -> nn.Module:
 
 
 def _build(num_features, num_steps, **neuron):
-    return nn.BatchNorm2d(num_features) if num_steps is None else SequenceBatchNorm2d(num_features)
+    return BatchNorm2d(num_features) if num_steps is None else SequenceBatchNorm2d(num_features)
 
 
 SPEC = register(

@@ -77,6 +77,7 @@ from torch.nn.modules.batchnorm import _NormBase
 
 from .registry import NormSpec, register
 from ..checks import (
+    check_bool,
     check_channels,
     check_floating,
     check_num_steps,
@@ -84,7 +85,7 @@ from ..checks import (
     check_rank,
     check_step_index,
 )
-from .step_statistics import check_eps_and_momentum
+from .step_statistics import check_enough_values, check_eps_and_momentum, check_same_dtype
 
 
 def gain_and_bias(running_mean: torch.Tensor, running_var: torch.Tensor, eps: float):
@@ -101,11 +102,18 @@ def homeostatic_update(running_mean, running_var, batch_mean, batch_var, eps: fl
     """Move the state one proximal-QP step (an EMA in gain space) towards the batch set point.
 
     Updates ``running_mean`` and ``running_var`` in place and returns nothing. All tensors have
-    the same shape (one entry per channel, or per step and channel).
+    the same shape (one entry per channel, or per step and channel). An entry whose new state
+    would not be finite (a NaN or Inf in the batch, a gain driven to 0) keeps its old mean and
+    variance together, element-wise and without a host-device synchronisation: a batch that is
+    NaN everywhere leaves the state exactly as it was.
 
     >>> running_mean, running_var = torch.zeros(1), torch.ones(1)      # g = 1, b = 0
     >>> homeostatic_update(running_mean, running_var, torch.tensor([2.0]), torch.tensor([4.0]), eps=0.0, eta=0.5)
     >>> gain_and_bias(running_mean, running_var, eps=0.0)              # halfway to g* = 0.5, b* = -1
+    (tensor([0.7500]), tensor([-0.5000]))
+    >>> nan = torch.tensor([float("nan")])
+    >>> homeostatic_update(running_mean, running_var, nan, nan, eps=0.0, eta=0.5)
+    >>> gain_and_bias(running_mean, running_var, eps=0.0)              # unchanged
     (tensor([0.7500]), tensor([-0.5000]))
     """
     gain_old, bias_old = gain_and_bias(running_mean, running_var, eps)
@@ -114,8 +122,11 @@ def homeostatic_update(running_mean, running_var, batch_mean, batch_var, eps: fl
     bias_new = (1.0 - eta) * bias_old + eta * bias_target
     # Gains are convex combinations of values <= 1/sqrt(eps), so 1/g^2 - eps >= 0 up to
     # rounding; clamp_min(0) only removes a rounding error of order 1e-12, never real state.
-    running_var.copy_((gain_new.pow(-2) - eps).clamp_min(0.0))
-    running_mean.copy_(-bias_new / gain_new)
+    var_new = (gain_new.pow(-2) - eps).clamp_min(0.0)
+    mean_new = -bias_new / gain_new
+    finite = torch.isfinite(var_new) & torch.isfinite(mean_new)  # (g, b) move together or not at all
+    running_var.copy_(torch.where(finite, var_new, running_var))
+    running_mean.copy_(torch.where(finite, mean_new, running_mean))
 
 
 def _channel_view(values: torch.Tensor, x: torch.Tensor, channel_dim: int) -> torch.Tensor:
@@ -173,10 +184,12 @@ class HomeostaticNorm(_NormBase):
         affine: bool = True,
         batch_free: bool = False,
     ):
-        check_positive_int(num_features, "num_features", type(self).__name__)
-        eps, momentum = check_eps_and_momentum(eps, momentum, type(self).__name__)
+        name = type(self).__name__
+        check_positive_int(num_features, "num_features", name)
+        eps, momentum = check_eps_and_momentum(eps, momentum, name)
+        check_bool(affine, "affine", name)
         super().__init__(num_features, eps=eps, momentum=momentum, affine=affine, track_running_stats=True)
-        self.batch_free = bool(batch_free)
+        self.batch_free = check_bool(batch_free, "batch_free", name)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", batch_free={self.batch_free}"
@@ -186,6 +199,9 @@ class HomeostaticNorm(_NormBase):
         check_floating(x, name)
         check_rank(x, (2, 3, 4), name, "[N, C], [N, C, L] or [N, C, H, W]")
         check_channels(x, 1, self.num_features, name)
+        check_same_dtype(x, self.running_mean, name)
+        if self.training:  # the state update takes batch statistics in both modes (batch_free too)
+            check_enough_values(x.numel() // self.num_features, name, per="channel", shape=x.shape)
 
     def gain_and_bias(self):
         """The current homeostatic state (g, b), one value per channel."""
@@ -258,8 +274,8 @@ class TemporalHomeostaticNorm2d(nn.Module):
         self.num_steps = num_steps
         self.eps = eps
         self.momentum = momentum
-        self.affine = affine
-        self.batch_free = bool(batch_free)
+        self.affine = check_bool(affine, "affine", name)
+        self.batch_free = check_bool(batch_free, "batch_free", name)
         if affine:
             self.weight = nn.Parameter(torch.ones(num_features))
             self.bias = nn.Parameter(torch.zeros(num_features))
@@ -297,7 +313,10 @@ class TemporalHomeostaticNorm2d(nn.Module):
             steps = slice(t, t + 1)
             stat_dims = (0, 2, 3)
             view = (1, self.num_features, 1, 1)
-        if self.training:
+        check_same_dtype(x, self.running_mean, name)
+        if self.training:  # batch statistics for the state update, in both modes (batch_free too)
+            count = x.shape[stat_dims[0]] * x.shape[stat_dims[1]] * x.shape[stat_dims[2]]
+            check_enough_values(count, name, shape=x.shape)
             batch_var, batch_mean = torch.var_mean(x if not self.batch_free else x.detach(), dim=stat_dims, correction=0)
         if self.training and not self.batch_free:
             gain, bias = gain_and_bias(batch_mean.reshape(-1, self.num_features), batch_var.reshape(-1, self.num_features), self.eps)

@@ -86,7 +86,16 @@ from torch import nn
 
 from .batchnorm import SequenceBatchNorm2d
 from .registry import NormSpec, register
-from ..checks import check_channels, check_floating, check_positive_int, check_positive_number, check_unit_interval
+from ..checks import (
+    check_bool,
+    check_channels,
+    check_first_order,
+    check_floating,
+    check_positive_int,
+    check_positive_number,
+    check_unit_interval,
+    keep_finite,
+)
 from ..neurons import SURROGATE_ALPHA, arctan_surrogate_grad
 from .step_statistics import check_enough_values, check_eps_and_momentum, check_same_dtype
 
@@ -123,18 +132,30 @@ def tanh_window_surrogate_grad(
     return torch.where(inside, slope, torch.zeros_like(slope))
 
 
+def _spike_or_nan(spikes: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``spikes`` with NaN wherever the normalised membrane ``v`` is NaN (a NaN never becomes "no spike").
+
+    >>> _spike_or_nan(torch.tensor([1.0, 0.0, 0.0]), torch.tensor([2.0, 0.0, float("nan")]))
+    tensor([1., 0., nan])
+    """
+    return torch.where(torch.isnan(v), v, spikes)
+
+
 class _MembraneSpike(torch.autograd.Function):
     """``s = H(v - V_th)`` computed as the comparison ``v > V_th``; a surrogate in the backward pass.
 
     ``surrogate``: ``"arctan"`` (snntorch's, at ``v - V_th``) or ``"tanh_window"``
-    (:func:`tanh_window_surrogate_grad`).
+    (:func:`tanh_window_surrogate_grad`). A NaN ``v`` gives a NaN spike (:func:`_spike_or_nan`).
+    The backward pass is built from differentiable operations on the saved ``v``, so second-order
+    gradients (``create_graph=True``) are those of the surrogate: the derivative of
+    ``grad_spikes * surrogate'(v)`` (checked with ``gradgradcheck`` in float64).
     """
 
     @staticmethod
     def forward(ctx, v: torch.Tensor, threshold: torch.Tensor, surrogate: str = "arctan") -> torch.Tensor:
         ctx.save_for_backward(v, threshold)
         ctx.surrogate = surrogate
-        return torch.gt(v, threshold).to(v.dtype)
+        return _spike_or_nan(torch.gt(v, threshold).to(v.dtype), v)
 
     @staticmethod
     def backward(ctx, grad_spikes: torch.Tensor):
@@ -155,7 +176,8 @@ class _MPBNTrainingSequence(torch.autograd.Function):
         g_u  = BN_t backward(g_v)  +  beta * g_u(t+1)          (through the batch statistics, then the leak)
         dL/dx_t = g_u,   dL/dgamma += ..., dL/dbeta_bn += ...  (from the BN backward)
 
-    The same numbers as a per-step autograd loop, with a much smaller graph.
+    The same numbers as a per-step autograd loop, with a much smaller graph. First-order only:
+    ``create_graph=True`` raises instead of silently dropping second-order terms.
     """
 
     @staticmethod
@@ -176,6 +198,7 @@ class _MPBNTrainingSequence(torch.autograd.Function):
             )
             normalised[t].copy_(v)
             torch.gt(v, threshold, out=spikes[t])
+            torch.where(torch.isnan(v), v, spikes[t], out=spikes[t])  # a NaN membrane gives a NaN spike
             means.append(mean)
             inverse_stds.append(inverse_std)
         ctx.save_for_backward(membranes, normalised, weight, torch.stack(means), torch.stack(inverse_stds))
@@ -183,8 +206,8 @@ class _MPBNTrainingSequence(torch.autograd.Function):
         return spikes
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, grad_spikes):
+        check_first_order("MPBNLeaky's fused training pass (_MPBNTrainingSequence)")
         membranes, normalised, weight, means, inverse_stds = ctx.saved_tensors
         need_x, need_weight, need_bias = ctx.needs_input_grad[:3]
         grad_spikes = grad_spikes.contiguous()
@@ -213,6 +236,8 @@ def _check_sequence(x: torch.Tensor, num_features: int, reference: torch.Tensor,
     if x.dim() < 3:
         raise ValueError(f"{layer}: expected a sequence [T, B, C, ...] of input currents, got shape {tuple(x.shape)}")
     check_channels(x, 2, num_features, layer)
+    if x.shape[0] == 0:
+        raise ValueError(f"{layer}: got a sequence of 0 time steps (input shape {tuple(x.shape)}); T must be >= 1")
     check_same_dtype(x, reference, layer)
 
 
@@ -284,9 +309,7 @@ class MPBNLeaky(nn.Module):
         eps, momentum = check_eps_and_momentum(eps, momentum, name)
         self.reset = _check_choice(reset, RESETS, "reset", name)
         self.surrogate = _check_choice(surrogate, SURROGATES, "surrogate", name)
-        if not isinstance(detach_reset, bool):
-            raise TypeError(f"{name}: detach_reset must be a bool, got {type(detach_reset).__name__}")
-        self.detach_reset = detach_reset
+        self.detach_reset = check_bool(detach_reset, "detach_reset", name)
         self.membrane_norm = nn.BatchNorm2d(num_features, eps=eps, momentum=momentum)
         self.register_buffer("threshold", torch.tensor(check_positive_number(threshold, "threshold", name)))
 
@@ -323,14 +346,17 @@ class MPBNLeaky(nn.Module):
         bn = self.membrane_norm
         _check_sequence(x, self.num_features, bn.weight, name)
         if self.training:
-            check_enough_values(x[0, :, 0].numel(), name)
             if not self.uses_fused_training:
                 return self.forward_per_step(x)
+            check_enough_values(x[0, :, 0].numel(), name, shape=x.shape)
+            running_mean, running_var = bn.running_mean.clone(), bn.running_var.clone()
             bn.num_batches_tracked.add_(x.shape[0])  # the BatchNorm runs once per step
-            return _MPBNTrainingSequence.apply(
-                x, bn.weight, bn.bias, bn.running_mean, bn.running_var,
+            spikes = _MPBNTrainingSequence.apply(
+                x, bn.weight, bn.bias, running_mean, running_var,
                 self.beta, float(self.threshold), bn.momentum, bn.eps,
             )
+            self._write_running(running_mean, running_var)
+            return spikes
         scale, shift = self.membrane_affine()
         channel_view = (self.num_features,) + (1,) * (x.dim() - 3)
         scale, shift = scale.view(channel_view), shift.view(channel_view)
@@ -353,13 +379,28 @@ class MPBNLeaky(nn.Module):
         name = type(self).__name__
         bn = self.membrane_norm
         _check_sequence(x, self.num_features, bn.weight, name)
-        check_enough_values(x[0, :, 0].numel(), name)
+        check_enough_values(x[0, :, 0].numel(), name, shape=x.shape)
+        running_mean, running_var = bn.running_mean.clone(), bn.running_var.clone()
         bn.num_batches_tracked.add_(x.shape[0])
 
         def normalise(u):
-            return F.batch_norm(u, bn.running_mean, bn.running_var, bn.weight, bn.bias, True, bn.momentum, bn.eps)
+            return F.batch_norm(u, running_mean, running_var, bn.weight, bn.bias, True, bn.momentum, bn.eps)
 
-        return self._run(x, normalise)
+        spikes = self._run(x, normalise)
+        self._write_running(running_mean, running_var)
+        return spikes
+
+    @torch.no_grad()
+    def _write_running(self, running_mean: torch.Tensor, running_var: torch.Tensor) -> None:
+        """Store the running statistics a training sequence produced (on copies of the buffers).
+
+        Where a NaN/Inf sequence made an entry non-finite, the buffer keeps its old value
+        (element-wise, no synchronisation). The buffers are never handed to the kernels, so
+        this write cannot invalidate anything autograd saved.
+        """
+        bn = self.membrane_norm
+        bn.running_mean.copy_(keep_finite(running_mean, bn.running_mean))
+        bn.running_var.copy_(keep_finite(running_var, bn.running_var))
 
     def _run(self, x: torch.Tensor, normalise) -> torch.Tensor:
         """The recurrence over T: membrane update, ``normalise``, spike (shared by both modes)."""
@@ -379,7 +420,8 @@ class MPBNLeaky(nn.Module):
     def fold(self) -> "FoldedMPBNLeaky":
         """The evaluation-mode neuron with its BatchNorm folded into per-channel thresholds.
 
-        Uses the running statistics: the result equals ``self.eval()`` spike for spike (not the
+        Returned in evaluation mode (it is inference-only). Uses the running statistics: the
+        result equals ``self.eval()`` spike for spike (not the
         training-mode neuron, which normalises with batch statistics). See :func:`exact_fold`.
 
         >>> folded = MPBNLeaky(2, threshold=1.0).fold()             # fresh statistics: fires at u > ~1
@@ -388,9 +430,10 @@ class MPBNLeaky(nn.Module):
         """
         scale, shift = self.membrane_affine()
         fire_threshold, fire_direction = exact_fold(scale, shift, self.threshold)
-        return FoldedMPBNLeaky(
+        folded = FoldedMPBNLeaky(
             fire_threshold, fire_direction, beta=self.beta, threshold=float(self.threshold), reset=self.reset
         )
+        return folded.eval()  # inference only
 
 
 def use_official_neurons(model: nn.Module) -> int:
@@ -535,8 +578,10 @@ class FoldedMPBNLeaky(nn.Module):
     ``s_t = H(u_t - V~_c)`` for ``fire_direction[c] = +1`` or ``s_t = H(V~_c - u_t)`` for ``-1``
     (``V~ = fire_threshold``, possibly ``+-inf`` for channels that never or always fire). Built
     by :meth:`MPBNLeaky.fold`; equal, spike for spike, to the evaluation-mode ``MPBNLeaky`` it
-    came from. Inference only: it computes no surrogate gradient (no parameters, and train and
-    eval mode behave the same).
+    came from. Inference only: it has no parameters and computes no surrogate gradient, so
+    calling it in training mode with gradients enabled raises a ``RuntimeError`` (train the
+    :class:`MPBNLeaky` network, fold it afterwards, use the folded copy in ``eval()`` mode or
+    under ``torch.no_grad()``). :meth:`MPBNLeaky.fold` and :func:`fold_mpbn` return it in eval mode.
 
     Args:
         fire_threshold: ``[C]`` per-channel threshold ``V~``.
@@ -565,11 +610,19 @@ class FoldedMPBNLeaky(nn.Module):
         super().__init__()
         name = type(self).__name__
         self.reset = _check_choice(reset, RESETS, "reset", name)
+        for argument, value in (("fire_threshold", fire_threshold), ("fire_direction", fire_direction)):
+            if not isinstance(value, torch.Tensor):
+                raise TypeError(f"{name}: {argument} must be a torch.Tensor, got {type(value).__name__}")
+        check_floating(fire_threshold, name)
         if fire_threshold.dim() != 1 or fire_direction.shape != fire_threshold.shape:
             raise ValueError(
                 f"{name}: fire_threshold and fire_direction must be 1-D of the same length, got shapes "
                 f"{tuple(fire_threshold.shape)} and {tuple(fire_direction.shape)}"
             )
+        if fire_threshold.shape[0] == 0:
+            raise ValueError(f"{name}: fire_threshold must hold at least one channel, got shape (0,)")
+        if torch.isnan(fire_threshold).any():
+            raise ValueError(f"{name}: fire_threshold must not hold NaN (channels that never fire have +inf)")
         if not bool(((fire_direction == 1) | (fire_direction == -1)).all()):
             raise ValueError(f"{name}: fire_direction must hold only +1 and -1")
         self.num_features = fire_threshold.shape[0]
@@ -585,10 +638,16 @@ class FoldedMPBNLeaky(nn.Module):
             f"channels_firing_below={below}"
         )
 
-    @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_sequence(x, self.num_features, self.fire_threshold, type(self).__name__)
-        x = x.contiguous()
+        name = type(self).__name__
+        if self.training and torch.is_grad_enabled():
+            raise RuntimeError(
+                f"{name} is inference-only: it has no parameters and no surrogate gradient, so it cannot be "
+                "trained. Train the MPBNLeaky network, fold it afterwards (MPBNLeaky.fold or fold_mpbn), and call "
+                ".eval() on the folded copy (or run it under torch.no_grad())"
+            )
+        _check_sequence(x, self.num_features, self.fire_threshold, name)
+        x = x.detach().contiguous()  # no graph: nothing here has a gradient
         view = (self.num_features,) + (1,) * (x.dim() - 3)
         direction = self.fire_direction.view(view)
         signed_threshold = (self.fire_direction * self.fire_threshold).view(view)
@@ -609,7 +668,9 @@ class FoldedMPBNLeaky(nn.Module):
                 torch.gt(u, signed_threshold, out=spikes[t])
             else:  # -u > -V~ is exactly u < V~
                 torch.gt(torch.mul(u, direction, out=signed), signed_threshold, out=spikes[t])
-        return spikes
+        # A non-finite input keeps the membrane non-finite from that step on: show it as NaN spikes
+        non_finite_so_far = torch.isfinite(x).logical_not_().cumsum(dim=0).gt(0)
+        return spikes.masked_fill_(non_finite_so_far, float("nan"))
 
 
 def fold_mpbn(model: nn.Module) -> nn.Module:

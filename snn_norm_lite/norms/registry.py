@@ -52,7 +52,7 @@ from typing import Callable, Mapping, Optional
 
 from torch import nn
 
-from ..checks import check_positive_int
+from ..checks import check_positive_int, check_positive_number, check_unit_interval
 
 NEURON_DEFAULTS = {"threshold": 1.0, "beta": 0.9}  # the book's LIF neuron
 STATISTICS_KEYS = ("training", "evaluation", "inference")  # what NormSpec.statistics describes
@@ -208,11 +208,18 @@ def build_norm(
     ThresholdDependentBatchNorm2d(8, alpha=1, v_th=2, eps=1e-05, momentum=0.1)
     >>> type(build_norm("bn", 8)).__name__         # num_steps=None: the conventional-network form
     'BatchNorm2d'
+    >>> build_norm("tdbn", 8, 0)
+    Traceback (most recent call last):
+        ...
+    ValueError: build_norm('tdbn'): num_steps must be positive (an int >= 1), got 0
     """
     spec = get_spec(name)
-    check_positive_int(num_features, "num_features", f"build_norm({name!r})")
+    where = f"build_norm({name!r})"
+    check_positive_int(num_features, "num_features", where)
     if num_steps is not None:
-        check_positive_int(num_steps, "num_steps", f"build_norm({name!r})")
+        check_positive_int(num_steps, "num_steps", where)
+    check_positive_number(threshold, "threshold", where)
+    check_unit_interval(beta, "beta", where, closed_low=True)
     if spec.circuit:
         raise ValueError(
             f"{name!r} is a circuit that replaces the convolution and its normalisation; "

@@ -38,6 +38,7 @@ from torch import nn
 
 from ..checks import (
     check_channels,
+    check_first_order,
     check_floating,
     check_num_steps,
     check_positive_int,
@@ -45,6 +46,7 @@ from ..checks import (
     check_rank,
     check_step_index,
     check_unit_interval,
+    keep_finite,
 )
 
 Coefficients = Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
@@ -92,6 +94,9 @@ def check_eps_and_momentum(eps, momentum, layer: str) -> tuple[float, float]:
     return check_positive_number(eps, "eps", layer), check_unit_interval(momentum, "momentum", layer)
 
 
+_CONVERSIONS = {torch.float16: ".half()", torch.bfloat16: ".bfloat16()", torch.float32: ".float()", torch.float64: ".double()"}
+
+
 def check_same_dtype(x: torch.Tensor, reference: torch.Tensor, layer: str) -> None:
     """Raise ``TypeError`` unless ``x`` has the floating dtype of the layer's own tensors.
 
@@ -99,12 +104,14 @@ def check_same_dtype(x: torch.Tensor, reference: torch.Tensor, layer: str) -> No
     >>> check_same_dtype(torch.zeros(2, dtype=torch.float64), torch.zeros(2), "MyNorm")
     Traceback (most recent call last):
         ...
-    TypeError: MyNorm: input dtype torch.float64 differs from the layer's dtype torch.float32; ...
+    TypeError: MyNorm: input dtype torch.float64 differs from the layer's dtype torch.float32; convert the input with .float() or the layer with layer.double()
     """
     if x.dtype != reference.dtype:
+        to_layer = _CONVERSIONS.get(reference.dtype, f".to({reference.dtype})")
+        to_input = _CONVERSIONS.get(x.dtype, f".to({x.dtype})")
         raise TypeError(
-            f"{layer}: input dtype {x.dtype} differs from the layer's dtype {reference.dtype}; convert one "
-            f"of them (e.g. layer.to({x.dtype}))"
+            f"{layer}: input dtype {x.dtype} differs from the layer's dtype {reference.dtype}; convert the input "
+            f"with {to_layer} or the layer with layer{to_input}"
         )
 
 
@@ -117,19 +124,34 @@ def values_per_step_and_channel(x: torch.Tensor) -> int:
     return x[0, :, 0].numel()
 
 
-def check_enough_values(count: int, layer: str) -> None:
-    """Training statistics need at least two values per channel (the unbiased running variance).
+def check_enough_values(count: int, layer: str, per: str = "channel and step", shape=None) -> None:
+    """Training statistics need at least two values per ``per`` (the unbiased running variance).
+
+    An empty batch (``count == 0``: B = 0, or H = W = 0) has no statistics at all; one value
+    gives a variance of 0 and an unbiased variance of 0/0. Both are refused, as ``nn.BatchNorm2d``
+    refuses one value per channel, before anything (running statistics included) changes.
+    ``shape``, when given, is quoted in the message.
 
     >>> check_enough_values(2, "MyNorm")
     >>> check_enough_values(1, "MyNorm")
     Traceback (most recent call last):
         ...
     ValueError: MyNorm: expected more than 1 value per channel and step when training (got 1); ...
+    >>> check_enough_values(0, "MyNorm", shape=(4, 0, 3, 5, 5))
+    Traceback (most recent call last):
+        ...
+    ValueError: MyNorm: got an empty training batch (input shape (4, 0, 3, 5, 5)): no values per channel and step ...
     """
+    where = "" if shape is None else f"input shape {tuple(shape)}"
+    if count == 0:
+        raise ValueError(
+            f"{layer}: got an empty training batch ({where or 'no values'}): no values per {per} to take batch "
+            "statistics from; skip empty batches (nothing was updated)"
+        )
     if count < 2:
         raise ValueError(
-            f"{layer}: expected more than 1 value per channel and step when training (got {count}); "
-            "use a batch of at least 2 samples or call .eval()"
+            f"{layer}: expected more than 1 value per {per} when training (got {count}"
+            f"{', ' + where if where else ''}); use a batch of at least 2 samples or call .eval()"
         )
 
 
@@ -137,12 +159,20 @@ def check_enough_values(count: int, layer: str) -> None:
 def update_running(running: torch.Tensor, batch: torch.Tensor, momentum: float) -> None:
     """PyTorch's running-statistics rule, in place: ``running = (1 - m) * running + m * batch``.
 
+    Element-wise, an entry whose new value would not be finite (a NaN or Inf in the batch) keeps
+    its old value (:func:`~snn_norm_lite.checks.keep_finite`): one bad batch does not poison the
+    statistics evaluation uses. No host-device synchronisation.
+
     >>> running = torch.zeros(3)
     >>> update_running(running, torch.tensor([1.0, 2.0, 3.0]), momentum=0.1)
     >>> running
     tensor([0.1000, 0.2000, 0.3000])
+    >>> update_running(running, torch.tensor([float("nan"), 2.0, float("inf")]), momentum=0.1)
+    >>> running
+    tensor([0.1000, 0.3800, 0.3000])
     """
-    running.mul_(1.0 - momentum).add_(batch.detach().to(running.dtype), alpha=momentum)
+    new = torch.add(running * (1.0 - momentum), batch.detach().to(running.dtype), alpha=momentum)
+    running.copy_(keep_finite(new, running))
 
 
 def unbiased(variance: torch.Tensor, count) -> torch.Tensor:
@@ -209,8 +239,8 @@ class _PerStepAffineNorm(torch.autograd.Function):
         return y, step_mean, step_var
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, grad_y: torch.Tensor, _grad_mean, _grad_var):
+        check_first_order("normalise_per_step (the per-step normalisation of BNTT, TEBN and TAB)")
         x, shift = ctx.saved_tensors
         s1, s2, leaves, scale, offset = ctx.graph
         steps, batch, channels = x.shape[:3]
@@ -251,7 +281,9 @@ def normalise_per_step(x: torch.Tensor, coefficients: Coefficients, *params: tor
         ``(y, step_mean, step_var)``: the output, shaped like ``x``, and the detached per-step
         statistics for the caller's running averages.
 
-    First-order gradients only (the backward pass is not itself differentiable).
+    First-order gradients only: the backward pass is not itself differentiable, and asking for
+    second-order gradients (``create_graph=True``) raises a ``RuntimeError`` instead of silently
+    dropping their terms.
 
     BatchNorm per step (BNTT's coefficients, gain 1): every step comes out with mean 0, variance 1.
 
@@ -337,5 +369,5 @@ class PerStepNorm(nn.Module):
     def _training_count(self, x: torch.Tensor) -> int:
         """Values per (step, channel) of a training batch ``[T', B, C, H, W]``; at least 2, else an error."""
         count = values_per_step_and_channel(x)
-        check_enough_values(count, type(self).__name__)
+        check_enough_values(count, type(self).__name__, shape=x.shape)
         return count

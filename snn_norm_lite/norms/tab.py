@@ -77,6 +77,11 @@ def window_statistics(step_mean: torch.Tensor, step_var: torch.Tensor):
 def _check_sequence(x: torch.Tensor, name: str) -> None:
     check_floating(x, name)
     check_rank(x, (5,), name, "[T, B, C, H, W]")
+    if 0 in (x.shape[0], x.shape[1], x.shape[3], x.shape[4]):
+        raise ValueError(
+            f"{name}: expected at least one time step and one value per step and channel, got shape "
+            f"{tuple(x.shape)} (an empty sequence has no statistics)"
+        )
 
 
 def tab_window_statistics(x: torch.Tensor):

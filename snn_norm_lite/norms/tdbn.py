@@ -39,14 +39,12 @@ spiking neural networks", AAAI 2021.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .registry import NormSpec, register
-from ..checks import check_positive_int, check_positive_number
+from ..checks import check_positive_number
 from ..sequences import merge_time, split_time
 from .batchnorm import SequenceBatchNorm2d
-from .step_statistics import check_eps_and_momentum, check_same_dtype
 
 
 class ThresholdDependentBatchNorm2d(SequenceBatchNorm2d):
@@ -75,9 +73,7 @@ class ThresholdDependentBatchNorm2d(SequenceBatchNorm2d):
         self, num_features: int, alpha: float = 1.0, v_th: float = 1.0, eps: float = 1e-5, momentum: float = 0.1
     ):
         name = type(self).__name__
-        check_positive_int(num_features, "num_features", name)
-        eps, momentum = check_eps_and_momentum(eps, momentum, name)
-        super().__init__(num_features, eps=eps, momentum=momentum)
+        super().__init__(num_features, eps=eps, momentum=momentum)  # checks num_features, eps and momentum
         self.alpha = check_positive_number(alpha, "alpha", name)
         self.v_th = check_positive_number(v_th, "v_th", name)
 
@@ -85,21 +81,10 @@ class ThresholdDependentBatchNorm2d(SequenceBatchNorm2d):
         return f"{self.num_features}, alpha={self.alpha:.4g}, v_th={self.v_th:.4g}, eps={self.eps}, momentum={self.momentum}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self._check_sequence(x)
-        check_same_dtype(x, self.weight, type(self).__name__)
-        if self.training:
-            self.num_batches_tracked.add_(1)
+        self._check_sequence(x)  # shapes, dtype, T >= 1, and more than one value per channel in training
         merged, steps_and_batch = merge_time(x)
-        y = F.batch_norm(
-            merged,
-            self.running_mean,
-            self.running_var,
-            self.weight * (self.alpha * self.v_th),  # weight * alpha * V_th * x_hat + bias, in one kernel
-            self.bias,
-            self.training,
-            self.momentum,
-            self.eps,
-        )
+        # weight * alpha * V_th * x_hat + bias, in one kernel; a NaN/Inf batch leaves the running statistics as they were
+        y = self._batch_norm(merged, self.weight * (self.alpha * self.v_th), self.bias)
         return split_time(y, steps_and_batch)
 
     @torch.no_grad()
