@@ -135,6 +135,17 @@ def _check_logits(logits: torch.Tensor, y: torch.Tensor, caller: str) -> None:
             f"{caller}: expected logits [B, classes] and labels [B], got shapes {tuple(logits.shape)} and "
             f"{tuple(y.shape)}"
         )
+    if y.is_floating_point() or y.dtype == torch.bool or y.is_complex():
+        raise TypeError(f"{caller}: labels must be integer class indices (torch.long), got dtype {y.dtype}")
+
+
+def _check_label_range(y: torch.Tensor, num_classes: int, caller: str) -> None:
+    """Labels must lie in 0..num_classes-1 (one host-device sync: used where one happens anyway)."""
+    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
+        raise ValueError(
+            f"{caller}: labels must lie in 0..{num_classes - 1} (the model has {num_classes} outputs), "
+            f"got labels from {int(y.min())} to {int(y.max())}"
+        )
 
 
 @torch.no_grad()
@@ -170,6 +181,7 @@ def evaluate(model: nn.Module, data, device: str | torch.device = "cpu", batch_s
         for x, y in data:
             logits = model(x.to(device))
             _check_logits(logits, y, "evaluate")
+            _check_label_range(y, logits.shape[1], "evaluate")
             correct += (logits.argmax(dim=1) == y.to(device)).sum().item()
             total += y.numel()
     finally:

@@ -316,3 +316,14 @@ def test_batch_statistics_accuracy_checks_its_arguments(kwargs, error, message):
     arguments = {"x": torch.rand(8, 1, 8, 8), "y": torch.zeros(8, dtype=torch.long), "batch_size": 4, **kwargs}
     with pytest.raises(error, match=message):
         probes.accuracy_with_batch_statistics(model, **arguments)
+
+
+def test_evaluate_refuses_labels_that_are_not_class_indices():
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    x = torch.zeros(5, 4)
+    with pytest.raises(TypeError, match="integer class indices"):
+        evaluate(model, (x, torch.zeros(5)))
+    with pytest.raises(ValueError, match=r"labels must lie in 0..2.*from 0 to 3"):
+        evaluate(model, (x, torch.tensor([0, 1, 2, 3, 0])))
+    with pytest.raises(ValueError, match=r"from -1 to 0"):
+        evaluate(model, (x, torch.tensor([0, -1, 0, 0, 0])))
