@@ -28,8 +28,8 @@ instead output ``NaN`` at every step (and element) where the membrane is not fin
 
 so the NaN shows in the network's output. ``u_t`` stays non-finite from then on (for
 ``beta > 0``), and so does the output. The mask is one element-wise pass over the whole
-``[T, ...]`` output after the loop (no per-step check, no host-device sync). Gradients of
-finite inputs are unchanged.
+``[T, ...]`` output after the loop (:func:`show_non_finite`: no per-step check, no host-device
+sync). Gradients of finite inputs are unchanged.
 
 The fused backend's backward pass is first-order only: second-order gradients
 (``create_graph=True``) raise a ``RuntimeError``. The neuron has no parameters of its own
@@ -66,6 +66,19 @@ def arctan_surrogate_grad(v: torch.Tensor, alpha: float = SURROGATE_ALPHA) -> to
     return (alpha / 2) / (1 + (math.pi / 2 * alpha * v) ** 2)
 
 
+def show_non_finite(spikes: torch.Tensor, membranes: torch.Tensor) -> torch.Tensor:
+    """Write NaN into ``spikes`` wherever ``membranes`` is NaN or infinite, in place; return ``spikes``.
+
+    ``spikes + 0 * u`` is ``spikes`` for a finite ``u`` and NaN otherwise (``0 * inf`` is NaN), so
+    one element-wise pass marks every non-finite membrane, with no host-device sync. Every
+    spiking layer of the package calls it, so that a NaN never turns into "no spike".
+
+    >>> show_non_finite(torch.tensor([1.0, 0.0, 0.0, 1.0]), torch.tensor([2.0, 0.5, float("nan"), float("inf")]))
+    tensor([1., 0., nan, nan])
+    """
+    return spikes.add_(membranes, alpha=0.0)
+
+
 class _FusedLIF(torch.autograd.Function):
     """The LIF recurrence over T as a single autograd node (see the module docstring).
 
@@ -85,7 +98,7 @@ class _FusedLIF(torch.autograd.Function):
             torch.add(x[t], membranes[t - 1], alpha=beta, out=membranes[t])  # x_t + beta u_{t-1}
             membranes[t].sub_(spikes[t - 1], alpha=threshold)  # - V_th s_{t-1} (reset, no gradient)
             torch.gt(membranes[t], threshold, out=spikes[t])  # s_t = H(u_t - V_th)
-        spikes.masked_fill_(torch.isfinite(membranes).logical_not_(), math.nan)  # a non-finite membrane shows
+        show_non_finite(spikes, membranes)  # NaN where u_t is NaN or infinite
         ctx.save_for_backward(membranes)
         ctx.beta, ctx.threshold, ctx.alpha = beta, threshold, alpha
         return spikes
@@ -158,10 +171,10 @@ class MultiStepLeaky(nn.Module):
             reset_mechanism="subtract",
         )
         mem = torch.zeros_like(x[0])
-        spikes, finite = [], []
+        spikes, membranes = [], []
         for t in range(x.shape[0]):
             spk, mem = leaky(x[t], mem)
             spikes.append(spk)
-            finite.append(torch.isfinite(mem))
+            membranes.append(mem.detach())
         spikes = torch.stack(spikes).to(x.dtype)  # snntorch emits float32 spikes
-        return spikes.masked_fill(torch.stack(finite).logical_not_(), math.nan)  # a non-finite membrane shows
+        return show_non_finite(spikes, torch.stack(membranes))

@@ -193,12 +193,15 @@ def test_folded_neuron_is_not_slower():
     """Counts operations rather than seconds: the folded loop runs no normalisation at all."""
     neuron = random_neuron(8, torch.float32).eval()
     folded = neuron.fold()
-    x = currents(20, shape=(8, 2, 8, 2, 2), dtype=torch.float32)  # T = 8: the per-step savings outweigh the constant NaN check
+    x = currents(20, shape=(4, 2, 8, 2, 2), dtype=torch.float32)
     with torch.autograd.profiler.profile() as unfolded_profile:
         neuron(x)
     with torch.autograd.profiler.profile() as folded_profile:
         folded(x)
-    count = lambda profile: sum(1 for e in profile.function_events if e.name.startswith("aten::"))  # noqa: E731
+    views = {"aten::select", "aten::as_strided", "aten::view", "aten::detach", "aten::alias", "aten::empty",
+             "aten::empty_strided", "aten::empty_like", "aten::item", "aten::_local_scalar_dense", "aten::lift_fresh"}
+    # operations that compute something (indexing a step, a view or an allocation computes nothing)
+    count = lambda profile: sum(1 for e in profile.function_events if e.name.startswith("aten::") and e.name not in views)  # noqa: E731
     assert count(folded_profile) < count(unfolded_profile)
 
 

@@ -96,7 +96,7 @@ from ..checks import (
     check_unit_interval,
     keep_finite,
 )
-from ..neurons import SURROGATE_ALPHA, arctan_surrogate_grad
+from ..neurons import SURROGATE_ALPHA, arctan_surrogate_grad, show_non_finite
 from .step_statistics import check_enough_values, check_eps_and_momentum, check_same_dtype
 
 RESETS = ("subtract", "zero")
@@ -132,20 +132,11 @@ def tanh_window_surrogate_grad(
     return torch.where(inside, slope, torch.zeros_like(slope))
 
 
-def _spike_or_nan(spikes: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """``spikes`` with NaN wherever the normalised membrane ``v`` is NaN (a NaN never becomes "no spike").
-
-    >>> _spike_or_nan(torch.tensor([1.0, 0.0, 0.0]), torch.tensor([2.0, 0.0, float("nan")]))
-    tensor([1., 0., nan])
-    """
-    return torch.where(torch.isnan(v), v, spikes)
-
-
 class _MembraneSpike(torch.autograd.Function):
     """``s = H(v - V_th)`` computed as the comparison ``v > V_th``; a surrogate in the backward pass.
 
     ``surrogate``: ``"arctan"`` (snntorch's, at ``v - V_th``) or ``"tanh_window"``
-    (:func:`tanh_window_surrogate_grad`). A NaN ``v`` gives a NaN spike (:func:`_spike_or_nan`).
+    (:func:`tanh_window_surrogate_grad`). A NaN or infinite ``v`` gives a NaN spike (:func:`~snn_norm_lite.neurons.show_non_finite`).
     The backward pass is built from differentiable operations on the saved ``v``, so second-order
     gradients (``create_graph=True``) are those of the surrogate: the derivative of
     ``grad_spikes * surrogate'(v)`` (checked with ``gradgradcheck`` in float64).
@@ -155,7 +146,7 @@ class _MembraneSpike(torch.autograd.Function):
     def forward(ctx, v: torch.Tensor, threshold: torch.Tensor, surrogate: str = "arctan") -> torch.Tensor:
         ctx.save_for_backward(v, threshold)
         ctx.surrogate = surrogate
-        return _spike_or_nan(torch.gt(v, threshold).to(v.dtype), v)
+        return show_non_finite(torch.gt(v, threshold).to(v.dtype), v)
 
     @staticmethod
     def backward(ctx, grad_spikes: torch.Tensor):
@@ -198,7 +189,7 @@ class _MPBNTrainingSequence(torch.autograd.Function):
             )
             normalised[t].copy_(v)
             torch.gt(v, threshold, out=spikes[t])
-            torch.where(torch.isnan(v), v, spikes[t], out=spikes[t])  # a NaN membrane gives a NaN spike
+            show_non_finite(spikes[t], v)  # a NaN membrane gives a NaN spike
             means.append(mean)
             inverse_stds.append(inverse_std)
         ctx.save_for_backward(membranes, normalised, weight, torch.stack(means), torch.stack(inverse_stds))
@@ -668,9 +659,8 @@ class FoldedMPBNLeaky(nn.Module):
                 torch.gt(u, signed_threshold, out=spikes[t])
             else:  # -u > -V~ is exactly u < V~
                 torch.gt(torch.mul(u, direction, out=signed), signed_threshold, out=spikes[t])
-        # A non-finite input keeps the membrane non-finite from that step on: show it as NaN spikes
-        non_finite_so_far = torch.isfinite(x).logical_not_().cumsum(dim=0).gt(0)
-        return spikes.masked_fill_(non_finite_so_far, float("nan"))
+            show_non_finite(spikes[t], u)  # a NaN membrane gives a NaN spike
+        return spikes
 
 
 def fold_mpbn(model: nn.Module) -> nn.Module:
