@@ -123,9 +123,9 @@ def method_rows(
     A row's neuron is ``config``'s ``beta`` and ``threshold`` unless ``overrides`` (default
     ``PAPER_NEURONS``) changes them for that name.
     """
-    from .experiments import TrainConfig
+    from .experiments import check_config
 
-    config = TrainConfig() if config is None else config
+    config = check_config(config, "method_rows")
     overrides = PAPER_NEURONS if overrides is None else overrides
     for value, name in ((norms, "norms"), (ahsar_on, "ahsar_on")):
         if isinstance(value, str):
@@ -356,11 +356,9 @@ def compare_methods(
     (['none', 'bn'], ['config', 'num_test', 'results', 'seeds'])
     """
     from .ahsar import AHSAR, train_with_controller
-    from .experiments import TrainConfig, train_once
+    from .experiments import TrainConfig, check_config, train_once
 
-    config = TrainConfig() if config is None else config
-    if not isinstance(config, TrainConfig):
-        raise TypeError(f"compare_methods: config must be a TrainConfig or None, got {type(config).__name__}")
+    config = check_config(config, "compare_methods")
     seeds = check_seeds(seeds, "compare_methods")
     check_positive_int(probe_samples, "probe_samples", "compare_methods")
     check_bool(keep_models, "keep_models", "compare_methods")
@@ -431,17 +429,11 @@ def validation_accuracy_by_depth(
     A pilot for choosing the comparison's depth: it trains with ``config`` (depth replaced)
     with ``measure_test=False``: the test set is never evaluated, so nothing in it can read it.
     """
-    from .experiments import TrainConfig, train_once
+    from .experiments import TrainConfig, check_config, check_depths, train_once
 
-    config = TrainConfig() if config is None else config
-    if not isinstance(config, TrainConfig):
-        raise TypeError(f"validation_accuracy_by_depth: config must be a TrainConfig or None, got {type(config).__name__}")
+    config = check_config(config, "validation_accuracy_by_depth")
     seeds = check_seeds(seeds, "validation_accuracy_by_depth")
-    depths = list(depths)
-    if not depths:
-        raise ValueError("validation_accuracy_by_depth: give at least one depth and one seed")
-    for depth in depths:
-        check_positive_int(depth, "every depth", "validation_accuracy_by_depth")
+    depths = check_depths(depths, "validation_accuracy_by_depth")
     split = load_dataset(config.dataset)
     result = {}
     for depth in depths:

@@ -85,6 +85,37 @@ class TrainConfig:
             )
 
 
+def check_config(config, caller: str, default: Callable[[], "TrainConfig"] = None) -> "TrainConfig":
+    """``config``, or ``default()`` (``TrainConfig()`` unless given) when it is None; else a ``TypeError``.
+
+    >>> check_config(None, "depth_sweep").depth
+    6
+    >>> check_config({"depth": 8}, "depth_sweep")
+    Traceback (most recent call last):
+        ...
+    TypeError: depth_sweep: config must be a TrainConfig or None, got dict
+    """
+    if config is None:
+        return (default or TrainConfig)()
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"{caller}: config must be a TrainConfig or None, got {type(config).__name__}")
+    return config
+
+
+def check_depths(depths, caller: str) -> list[int]:
+    """``depths`` as a list of at least one positive int, else an error.
+
+    >>> check_depths(range(2, 7, 2), "depth_sweep")
+    [2, 4, 6]
+    """
+    depths = list(depths)
+    if not depths:
+        raise ValueError(f"{caller}: give at least one depth")
+    for depth in depths:
+        check_positive_int(depth, "every depth", caller)
+    return depths
+
+
 def build_model(kind: str, norm: str, config: TrainConfig, in_channels: int = 1, image_size: int = 8):
     """The reference ANN or SNN for ``kind`` (``"ann"`` or ``"snn"``) and a registry name."""
     if kind == "ann":
@@ -328,9 +359,7 @@ def headline(
     A method without a conventional-network form (``NormSpec.spiking_only`` or ``circuit``,
     e.g. ``"tebn"`` or ``"ei"``) is trained as an SNN only.
     """
-    config = headline_config() if config is None else config
-    if not isinstance(config, TrainConfig):
-        raise TypeError(f"headline: config must be a TrainConfig or None, got {type(config).__name__}")
+    config = check_config(config, "headline", default=headline_config)
     if isinstance(norms, str):
         raise TypeError(f"headline: norms must be a sequence of registry names, got the str {norms!r}; wrap it in a list")
     norms = list(norms)
@@ -400,15 +429,9 @@ def depth_sweep(
 
     Firing rates are measured on the first ``probe_samples`` validation images.
     """
-    config = TrainConfig() if config is None else config
-    if not isinstance(config, TrainConfig):
-        raise TypeError(f"depth_sweep: config must be a TrainConfig or None, got {type(config).__name__}")
+    config = check_config(config, "depth_sweep")
     seeds = check_seeds(seeds, "depth_sweep")
-    depths = list(depths)
-    if not depths:
-        raise ValueError("depth_sweep: give at least one depth")
-    for depth in depths:
-        check_positive_int(depth, "every depth", "depth_sweep")
+    depths = check_depths(depths, "depth_sweep")
     kinds = list(kinds)
     if not kinds or any(kind not in KINDS for kind in kinds) or len(set(kinds)) != len(kinds):
         raise ValueError(f"depth_sweep: kinds must be distinct names among {KINDS}, got {kinds}")

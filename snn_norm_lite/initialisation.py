@@ -48,20 +48,12 @@ from torch import nn
 
 from .checks import check_bool, check_floating, check_nonnegative_int, check_positive_int, check_positive_number
 from .probes import firing_rates, per_step_statistics, spiking_layers
+from .training import check_seeds
 
 
 def _check_model(model: nn.Module, name: str) -> None:
     if not isinstance(model, nn.Module):
         raise TypeError(f"{name}: expected a spiking network (an nn.Module such as SpikingConvNet), got {type(model).__name__}")
-
-
-def _check_seeds(seeds, name: str) -> list[int]:
-    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
-        raise TypeError(f"{name}: seeds must be a sequence of ints, e.g. (0, 1, 2), got {type(seeds).__name__} {seeds!r}")
-    seeds = [check_nonnegative_int(seed, "each seed", name) for seed in seeds]
-    if not seeds:
-        raise ValueError(f"{name}: give at least one seed")
-    return seeds
 
 
 def _check_blocks(model: nn.Module, name: str) -> list[nn.Module]:
@@ -150,7 +142,7 @@ def profile_at_init(
     from .training import seed_everything
 
     name = "profile_at_init"
-    seeds = _check_seeds(seeds, name)
+    seeds = check_seeds(seeds, name)
     check_positive_int(samples, "samples", name)
     if init_gain is not None:
         check_positive_number(init_gain, "init_gain", name)

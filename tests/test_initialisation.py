@@ -102,7 +102,7 @@ def test_profile_at_init_averages_untrained_networks_over_seeds():
         (lambda: current_scale(build_snn("none", depth=1, width=4, num_steps=2), images(), train_mode=1), TypeError,
          "current_scale: train_mode must be True or False"),
         (lambda: layer_profile(build_snn("none", depth=1, width=4, num_steps=2), images().long()), TypeError, "layer_profile"),
-        (lambda: profile_at_init(seeds=(0, -1)), ValueError, "profile_at_init: each seed must be an int >= 0"),
+        (lambda: profile_at_init(seeds=(0, -1)), ValueError, "profile_at_init: every seed must be an int >= 0"),
         (lambda: profile_at_init(seeds=0), TypeError, "profile_at_init: seeds must be a sequence"),
         (lambda: profile_at_init(samples=0), ValueError, "profile_at_init: samples must be positive"),
         (lambda: profile_at_init(init_gain=float("nan")), ValueError, "profile_at_init: init_gain must be a finite"),
