@@ -782,15 +782,20 @@ def test_a_nan_batch_leaves_the_controller_state_and_the_thresholds_as_they_were
     assert all(torch.isfinite(b).all() for b in model.buffers())
 
 
-def test_nan_samples_are_left_out_of_the_rate():
-    model = _nan_model().eval()  # evaluation passes: measured, thresholds fixed
-    controller = AHSAR(sense_in_eval=True).attach(model)
+def test_a_pass_with_nan_samples_is_no_measurement():
+    model = _nan_model()  # training passes: measured and regulated
+    controller = AHSAR(ema=0.5).attach(model)
     x = torch.rand(8, 6)
     with torch.no_grad():
         model(x[:4])
-        clean = controller.last_rates.clone()
+        smoothed, scales = controller.rate_ema.clone(), controller.scales.clone()
+        assert torch.isfinite(smoothed).all()
         model(torch.cat([x[:4], torch.full((4, 6), math.nan)]))
-    torch.testing.assert_close(controller.last_rates, clean)
+        assert torch.isnan(controller.last_rates).all()  # the NaN shows in the measurement ...
+        torch.testing.assert_close(controller.rate_ema, smoothed)  # ... and moves nothing
+        torch.testing.assert_close(controller.scales, scales)
+        model(x[4:])
+    assert torch.isfinite(controller.rate_ema).all() and not torch.equal(controller.rate_ema, smoothed)
 
 
 def test_a_layer_first_measured_after_a_nan_pass_starts_from_its_first_finite_rate():

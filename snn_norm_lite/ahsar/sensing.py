@@ -85,9 +85,9 @@ def sensors_on(module: nn.Module) -> list["LayerRateSensor"]:
 class LayerRateSensor:
     """Hooks on ``model`` and its spiking ``layers`` that measure one rate per layer and pass.
 
-    ``r_l`` is the mean of the layer's output spikes (spikes per neuron and step; NaN spikes,
-    which a NaN membrane gives, are left out, and a layer whose spikes are all NaN gives a NaN
-    rate, which the controller treats as no measurement); a layer the
+    ``r_l`` is the mean of the layer's output spikes (spikes per neuron and step; a NaN spike,
+    which a NaN membrane gives, makes the rate NaN, which the controller treats as no
+    measurement for that layer in that pass); a layer the
     forward pass calls once per time step (snntorch style) is averaged over its calls. At the
     start of a training pass ``on_training_pass()`` runs (the controller writes thresholds
     there, never between a forward pass and its backward pass); at the end of a measured pass
@@ -146,7 +146,7 @@ class LayerRateSensor:
         if module is not self.layers[index] or not self._measuring:
             return
         spikes = output[0] if isinstance(output, tuple) else output
-        rate = spikes.detach().float().nanmean()  # NaN spikes (NaN membranes) are not counted
+        rate = spikes.detach().float().mean()  # NaN if any spike is NaN: no measurement for this layer
         self._sums[index] = rate if self._sums[index] is None else self._sums[index] + rate
         self._calls[index] += 1
 
