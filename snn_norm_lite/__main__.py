@@ -5,6 +5,7 @@
     python -m snn_norm_lite compare                      # every method side by side (chapter 12)
     python -m snn_norm_lite compare --out results/       # also results.json, results.csv, comparison.png
     python -m snn_norm_lite compare --plugin my.module --norms bn,mine   # a method defined elsewhere
+    python -m snn_norm_lite compare --encoding rate      # the same with Poisson (rate-coded) input
     python -m snn_norm_lite norms                        # the registered normalisers
 
 ``--plugin MODULE`` (repeatable) imports a module before the method names are checked; a module
@@ -24,6 +25,7 @@ import time
 import torch
 
 from .comparison import DEFAULT_AHSAR, compare_methods, comparison_config, save_comparison
+from .encoding import ENCODINGS
 from .experiments import HEADLINE_NORMS, headline, headline_config
 from .norms import available_norms, get_spec
 
@@ -80,6 +82,8 @@ def add_training_options(parser: argparse.ArgumentParser, defaults, norms, norms
     parser.add_argument("--epochs", type=_positive_int, default=defaults.epochs, help=f"default {defaults.epochs}")
     parser.add_argument("--steps", type=_positive_int, default=defaults.num_steps,
                         help=f"SNN time steps T (default {defaults.num_steps})")
+    parser.add_argument("--encoding", choices=ENCODINGS, default=defaults.encoding,
+                        help=f"how the SNN turns an image into T inputs (default {defaults.encoding}; the ANN sees the image)")
     parser.add_argument("--seeds", type=_positive_int, default=3,
                         help="number of seeds, 0..N-1 (default 3); accuracies are mean ± std")
     parser.add_argument("--device", type=_device, default="cpu", help="cpu (default), cuda[:N] or mps, when present")
@@ -156,7 +160,8 @@ def main(argv=None) -> int:
     if args.command == "norms":
         _print_norms()
         return 0
-    budget = dict(depth=args.depth, width=args.width, num_steps=args.steps, epochs=args.epochs, device=args.device)
+    budget = dict(depth=args.depth, width=args.width, num_steps=args.steps, epochs=args.epochs, device=args.device,
+                  encoding=args.encoding)
     seeds = list(range(args.seeds))
     start = time.perf_counter()
     if getattr(args, "out", None) is not None:

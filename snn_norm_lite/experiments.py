@@ -20,6 +20,7 @@ import torch
 
 from .checks import check_positive_int, check_positive_number, check_unit_interval
 from .data import DATASETS, load_dataset
+from .encoding import check_encoding
 from .models import build_ann, build_snn
 from .norms import available_norms, get_spec
 from .probes import firing_rates
@@ -36,7 +37,11 @@ class TrainConfig:
     ``beta`` and ``threshold`` are the LIF neuron's (the normaliser is built for them too);
     ``norm_options`` are the method's own hyperparameters (its ``NormSpec.options``, e.g.
     ``{"alpha": 0.7}`` for tdBN or ``{"stabilize": False}`` for the E-I network), checked
-    against the method when the model is built. Every field is checked when the config is made:
+    against the method when the model is built. ``encoding`` is how the spiking network turns
+    a static image into its ``num_steps`` inputs, one of
+    :data:`~snn_norm_lite.encoding.ENCODINGS` (``"direct"``, ``"rate"``, ``"latency"``); the
+    conventional network sees the static image whatever it is. Every field is checked when the
+    config is made:
 
     >>> TrainConfig(depth=0)
     Traceback (most recent call last):
@@ -55,6 +60,7 @@ class TrainConfig:
     dataset: str = "digits"
     device: str = "cpu"
     norm_options: dict = field(default_factory=dict)
+    encoding: str = "direct"
 
     def __post_init__(self):
         name = "TrainConfig"
@@ -83,6 +89,7 @@ class TrainConfig:
                 f"{name}: norm_options must be a dict of the method's option names (str) to values, got "
                 f"{self.norm_options!r}"
             )
+        check_encoding(self.encoding, name)
 
 
 def check_config(config, caller: str, default: Callable[[], "TrainConfig"] = None) -> "TrainConfig":
@@ -117,7 +124,13 @@ def check_depths(depths, caller: str) -> list[int]:
 
 
 def build_model(kind: str, norm: str, config: TrainConfig, in_channels: int = 1, image_size: int = 8):
-    """The reference ANN or SNN for ``kind`` (``"ann"`` or ``"snn"``) and a registry name."""
+    """The reference ANN or SNN for ``kind`` (``"ann"`` or ``"snn"``) and a registry name.
+
+    The SNN gets the config's ``encoding``; the ANN has no time steps and sees the image.
+
+    >>> build_model("snn", "bn", TrainConfig(depth=2, width=4, encoding="rate")).encoding
+    'rate'
+    """
     if kind == "ann":
         return build_ann(
             norm, config.depth, config.width, in_channels=in_channels, image_size=image_size,
@@ -134,6 +147,7 @@ def build_model(kind: str, norm: str, config: TrainConfig, in_channels: int = 1,
             in_channels=in_channels,
             image_size=image_size,
             norm_options=config.norm_options,
+            encoding=config.encoding,
         )
     raise ValueError(f"kind must be 'ann' or 'snn', got {kind!r}")
 

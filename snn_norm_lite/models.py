@@ -3,8 +3,9 @@
 Both are plain stacks of ``depth`` blocks ``conv3x3 -> norm -> nonlinearity`` of ``width``
 channels with PyTorch's default initialisation, a 2x2 average pool after the first block, and a
 linear read-out of the flattened feature map. The only differences between the two are the nonlinearity (ReLU or LIF neurons) and
-time: the spiking network sees its static input at each of ``num_steps`` steps (direct
-encoding: the first convolution acts as the encoder) and averages its read-out over time.
+time: the spiking network turns its static input into a sequence of ``num_steps`` steps with its
+input encoding (:mod:`~snn_norm_lite.encoding`; by default direct encoding, the image at every
+step, so that the first convolution acts as the encoder) and averages its read-out over time.
 
 The normalisation is chosen by a registry name (``snn_norm_lite.norms.available_norms()``).
 Convolutions carry a bias only when there is no normalisation (a norm's own bias makes the
@@ -31,6 +32,7 @@ from .checks import (
     check_rank,
     check_unit_interval,
 )
+from .encoding import InputEncoder, check_encoding
 from .neurons import MultiStepLeaky
 from .norms import NormSpec, build_norm, get_spec, register
 from .norms.registry import check_options
@@ -79,6 +81,12 @@ def _check_backend(name: str, backend: str) -> str:
     if not isinstance(backend, str) or backend not in ("fused", "snntorch"):
         raise ValueError(f"{name}: backend must be 'fused' or 'snntorch', got {backend!r}")
     return backend
+
+
+def _build_encoder(name: str, encoding: str, num_steps: int) -> InputEncoder:
+    """The network's input encoder; a bad ``encoding`` is an error naming the network."""
+    check_encoding(encoding, name)
+    return InputEncoder(encoding, num_steps)
 
 
 def _check_modules(name: str, **modules) -> None:
@@ -218,8 +226,12 @@ class SpikingNetwork(nn.Module):
     spikes of every step), and the attributes ``norm_name``, ``depth``, ``width``,
     ``in_channels``, ``image_size``, ``num_steps``, ``beta``, ``threshold``.
 
-    The forward pass, for an input sequence ``x`` ``[T, B, C, H, W]`` (a static image is
-    repeated at every step: direct encoding)::
+    A subclass also sets ``encoder``, an :class:`~snn_norm_lite.encoding.InputEncoder` for its
+    ``num_steps`` (its name is the attribute ``encoding``).
+
+    The forward pass, for an input sequence ``x`` ``[T, B, C, H, W]`` (a static image batch is
+    first encoded by ``encoder``: repeated at every step by direct encoding, Bernoulli spikes
+    by rate encoding, one spike per pixel by latency encoding)::
 
         s^0 = x,   s^l = block_l(s^{l-1})  (pooled by 2 after block 1),
         logits = (1/T) sum_t readout(flatten(s^L_t))
@@ -230,10 +242,11 @@ class SpikingNetwork(nn.Module):
     """
 
     def as_sequence(self, x: torch.Tensor) -> torch.Tensor:
-        """Check the input and return it as ``[T, B, C, H, W]`` (a static image is repeated).
+        """Check the input and return it as ``[T, B, C, H, W]`` (a static image is encoded).
 
-        Accepted: a static batch ``[B, C, H, W]`` (a view repeating it ``num_steps`` times is
-        returned) or a sequence ``[T, B, C, H, W]`` with ``T == num_steps``; in both,
+        Accepted: a static batch ``[B, C, H, W]`` (returned encoded by the network's
+        ``encoder``; with direct encoding a view repeating it ``num_steps`` times) or a
+        sequence ``[T, B, C, H, W]`` with ``T == num_steps``, used as given; in both,
         ``C = in_channels``, ``H = W = image_size`` and the dtype of the model's parameters.
 
         >>> model = build_snn("bn", depth=2, width=4, num_steps=3)
@@ -249,7 +262,7 @@ class SpikingNetwork(nn.Module):
         check_rank(x, (4, 5), name, "[B, C, H, W] (static) or [T, B, C, H, W]")
         if x.dim() == 4:
             check_network_input(self, x, 1)
-            return x.unsqueeze(0).expand(self.num_steps, *x.shape)
+            return self.encoder(x)
         check_sequence(x, name, "[T, B, C, H, W]")
         check_num_steps(x, self.num_steps, name)
         check_network_input(self, x, 2)
@@ -271,8 +284,8 @@ class SpikingNetwork(nn.Module):
 class SpikingConvNet(SpikingNetwork):
     """Spiking CNN with the architecture of :class:`ConvNet` and LIF neurons.
 
-    Input: a static image batch ``[B, C, H, W]`` (presented at every step) or a sequence
-    ``[T, B, C, H, W]`` with ``T == num_steps``, ``C = in_channels``, ``H = W = image_size``,
+    Input: a static image batch ``[B, C, H, W]`` (encoded by the network's ``encoding``) or a
+    sequence ``[T, B, C, H, W]`` with ``T == num_steps`` (used as given), ``C = in_channels``, ``H = W = image_size``,
     in the dtype of the model's parameters (see :meth:`SpikingNetwork.as_sequence`). Output:
     logits ``[B, num_classes]``, the read-out averaged over the T steps.
 
@@ -285,6 +298,10 @@ class SpikingConvNet(SpikingNetwork):
         backend: neuron implementation, ``"fused"`` or ``"snntorch"``.
         norm_options: the method's own hyperparameters (``NormSpec.options``), e.g.
             ``{"alpha": 0.7}`` for tdBN.
+        encoding: how a static image batch becomes a sequence, one of
+            :data:`~snn_norm_lite.encoding.ENCODINGS`: ``"direct"`` (the image at every step),
+            ``"rate"`` (Bernoulli spikes, new ones at every forward pass, intensities in
+            [0, 1]) or ``"latency"`` (one spike per pixel, earlier for brighter pixels).
 
     >>> model = SpikingConvNet("tdbn", depth=2, width=4, num_steps=3, threshold=2.0)
     >>> model.blocks[0].norm.v_th
@@ -306,6 +323,7 @@ class SpikingConvNet(SpikingNetwork):
         image_size: int = 8,
         backend: str = "fused",
         norm_options: dict | None = None,
+        encoding: str = "direct",
     ):
         super().__init__()
         name = type(self).__name__
@@ -322,8 +340,10 @@ class SpikingConvNet(SpikingNetwork):
                 "its own neuron; leave backend at its default 'fused'"
             )
         options = _check_norm_options(norm_options, name)
+        encoder = _build_encoder(name, encoding, num_steps)
         self.norm_name, self.depth, self.width, self.in_channels = norm, depth, width, in_channels
         self.image_size, self.num_steps, self.beta, self.threshold = image_size, num_steps, beta, threshold
+        self.encoding, self.encoder = encoding, encoder
         blocks = []
         for i in range(depth):
             if spec.neuron is not None:
@@ -356,10 +376,12 @@ def build_snn(norm: str = "bn", depth: int = 6, width: int = 32, num_steps: int 
 
     Keywords go to :class:`SpikingConvNet` (or, for a circuit such as ``"ei"``, to the network
     the registry builds): ``beta``, ``threshold``, ``in_channels``, ``image_size``,
-    ``norm_options``, ...
+    ``norm_options``, ``encoding`` (``"direct"``, ``"rate"`` or ``"latency"``), ...
 
     >>> build_snn("tdbn", depth=2, width=4, num_steps=3, threshold=4.0).blocks[1].norm.v_th
     4.0
+    >>> build_snn("bn", depth=2, width=4, num_steps=3, encoding="rate").encoder
+    InputEncoder('rate', num_steps=3)
     """
     spec = get_spec(norm)
     if spec.circuit:
@@ -426,6 +448,7 @@ class EISpikingConvNet(SpikingNetwork):
         ei_ratio: excitatory per inhibitory unit (4 in the paper).
         stabilize, straight_through, scale_inhibitory_grad: E-I Prop switches of every circuit.
         in_channels, num_classes, image_size: data shape.
+        encoding: input encoding of a static image batch, as for :class:`SpikingConvNet`.
     """
 
     def __init__(
@@ -443,6 +466,7 @@ class EISpikingConvNet(SpikingNetwork):
         num_classes: int = 10,
         image_size: int = 8,
         backend: str = "fused",
+        encoding: str = "direct",
     ):
         super().__init__()
         name = type(self).__name__
@@ -454,8 +478,10 @@ class EISpikingConvNet(SpikingNetwork):
         for flag, value in (("stabilize", stabilize), ("straight_through", straight_through),
                             ("scale_inhibitory_grad", scale_inhibitory_grad)):
             check_bool(value, flag, name)
+        encoder = _build_encoder(name, encoding, num_steps)
         self.norm_name, self.depth, self.width, self.in_channels = "ei", depth, width, in_channels
         self.image_size, self.num_steps, self.beta, self.threshold = image_size, num_steps, beta, threshold
+        self.encoding, self.encoder = encoding, encoder
         prop = dict(stabilize=stabilize, straight_through=straight_through, scale_inhibitory_grad=scale_inhibitory_grad)
         self.blocks = nn.ModuleList(
             EISpikingBlock(

@@ -267,3 +267,12 @@ def test_shared_options_are_defined_once():
 def test_module_entry_point_lists_norms():
     out = subprocess.run([sys.executable, "-m", "snn_norm_lite", "norms"], capture_output=True, text=True, check=True).stdout
     assert "homeostatic" in out and "bn" in out and "tebn" in out
+
+
+def test_encoding_option_reaches_the_config(capsys):
+    code = main(["compare", "--json", "--seeds", "1", *FAST, "--norms", "none", "--ahsar", "none", "--encoding", "rate"])
+    assert code == 0
+    assert json.loads(capsys.readouterr().out)["config"]["encoding"] == "rate"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", "--encoding", "poisson"])
+    assert exit_info.value.code == 2
