@@ -9,8 +9,10 @@ The only neuron that differs is the E-I network's: it keeps its paper's neuron (
 ``beta = 0.5``; ``PAPER_NEURONS``).
 
 Each row is trained once per seed; the result holds per-seed validation curves, the test
-accuracy measured once after training, and the per-layer firing rates of the trained networks
-on validation images. :func:`measure_properties` measures, on a trained network, the
+accuracy measured once after training, and the per-layer firing rates and the synaptic
+operations per image (accumulates, multiply-accumulates and the normaliser's own operations at
+inference, :func:`snn_norm_lite.synops.synaptic_operations`) of the trained networks on
+validation images. :func:`measure_properties` measures, on a trained network, the
 properties a comparison table claims (causal in training and in evaluation, whether a
 sample's output depends on the rest of its batch, whether the evaluation-mode normaliser is
 the same map at every step), so that those columns are measurements of this package's code
@@ -36,7 +38,7 @@ import copy
 import csv
 import io
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -48,6 +50,7 @@ from .norms import available_norms, get_spec
 from .norms.registry import STATISTICS_KEYS
 from .probes import firing_rates, spiking_layers
 from .stats import Summary, one_image, resolved
+from .synops import synaptic_operations
 from .training import History, check_seeds
 
 # The chapter's budget (see chapter 12): small enough for 11 rows x 3 seeds on two CPU cores;
@@ -161,7 +164,11 @@ class MethodComparison:
     per-layer firing rate of the trained network on validation images, and ``thresholds``
     every seed's per-layer threshold at the end of training (set by AHSAR in regulated rows).
     ``threshold_history`` holds, for the regulated rows only, every seed's per-layer
-    thresholds before training (index 0) and after each epoch.
+    thresholds before training (index 0) and after each epoch. ``operations`` holds every
+    seed's synaptic operations per image on validation images, summed over the T steps
+    (``{"ac", "mac", "normaliser"}``, :meth:`SynapticOperations.per_image
+    <snn_norm_lite.synops.SynapticOperations.per_image>`); ``normaliser`` is NaN for a method
+    whose normaliser has no cost rule there.
     """
 
     rows: list[Row]
@@ -174,6 +181,9 @@ class MethodComparison:
     threshold_history: dict[str, list[list[list[float]]]]
     config: dict
     num_test: int
+    operations: dict[str, list[dict[str, float]]] = field(default_factory=dict)
+
+    OPERATION_KEYS = ("ac", "mac", "normaliser")
 
     @property
     def labels(self) -> list[str]:
@@ -211,6 +221,19 @@ class MethodComparison:
         rates = self.mean_rates(label)
         return sum(rates) / len(rates)
 
+    def operations_summary(self, label: str) -> dict[str, Summary | None]:
+        """Synaptic operations per image of a row over seeds: ``{"ac", "mac", "normaliser"}``,
+        each a :class:`Summary` (None for ``normaliser`` when its cost has no rule, NaN)."""
+        self.row(label)
+        per_seed = self.operations.get(label)
+        if not per_seed:
+            raise ValueError(f"MethodComparison: row {label!r} has no measured synaptic operations")
+        out = {}
+        for key in self.OPERATION_KEYS:
+            values = [entry[key] for entry in per_seed]
+            out[key] = None if any(v != v for v in values) else Summary.of(values)
+        return out
+
     def seconds_per_epoch(self, label: str) -> float:
         """Wall-clock seconds of one epoch's training passes (``History.epoch_seconds``), mean over
         epochs and seeds. A measurement of the machine it ran on, not a property of the method."""
@@ -236,21 +259,34 @@ class MethodComparison:
 
     def table(self) -> str:
         """One line per row: neuron, validation and test accuracy (mean ± std, min-max), mean
-        firing rate and seconds per epoch (training passes, this machine)."""
+        firing rate, where measured the synaptic operations per image in thousands (ACs and MACs,
+        mean ± std; the normaliser's operations at inference, mean; "?" where it has no cost
+        rule), and seconds per epoch last (training passes, this machine)."""
         w = max([13] + [len(label) + 2 for label in self.labels])  # the width of the row column
+        measured = all(self.operations.get(label) for label in self.labels)
+        header = f"{'row':<{w}}{'neuron':<31}{'val %':>12}{'test %':>12}{'test min-max':>15}{'rate':>7}"
+        note = ""
+        if measured:
+            header += f"{'kAC/image':>15}{'kMAC/image':>14}{'k norm':>8}"
+            note = "; kAC, kMAC, k norm: thousands of operations per image on validation images, summed over T"
         lines = [
             f"mean ± std over {len(self.seeds)} seeds {tuple(self.seeds)}; one test image = "
-            f"{one_image(self.num_test):.2f} points; s/epoch: training passes, mean over epochs and seeds",
-            f"{'row':<{w}}{'neuron':<31}{'val %':>12}{'test %':>12}{'test min-max':>15}{'rate':>7}{'s/epoch':>9}",
+            f"{one_image(self.num_test):.2f} points; s/epoch: training passes, mean over epochs and seeds{note}",
+            header + f"{'s/epoch':>9}",
         ]
         pm = lambda s: f"{s.mean:.1f} ± {s.std:.1f}"  # noqa: E731
         for row in self.rows:
             test = self.test_accuracy[row.label]
-            lines.append(
+            line = (
                 f"{row.label:<{w}}{row.neuron:<31}{pm(self.val_accuracy[row.label]):>12}{pm(test):>12}"
                 f"{f'{test.min:.1f}-{test.max:.1f}':>15}{self.mean_rate(row.label):>7.3f}"
-                f"{self.seconds_per_epoch(row.label):>9.2f}"
             )
+            if measured:
+                ops = self.operations_summary(row.label)
+                thousands = lambda s: f"{s.mean / 1e3:.1f} ± {s.std / 1e3:.1f}"  # noqa: E731
+                norm = "?" if ops["normaliser"] is None else f"{ops['normaliser'].mean / 1e3:.1f}"
+                line += f"{thousands(ops['ac']):>15}{thousands(ops['mac']):>14}{norm:>8}"
+            lines.append(line + f"{self.seconds_per_epoch(row.label):>9.2f}")
         return "\n".join(lines)
 
     def results(self) -> dict[str, dict]:
@@ -258,7 +294,10 @@ class MethodComparison:
         ``seeds``), the validation accuracy (``val``, same keys), the mean firing ``rate`` and the
         per-layer ``rates``, ``seconds_per_epoch``, the neuron (``norm``, ``beta``,
         ``threshold``, ``ahsar``, ``neuron``) and the per-seed final ``thresholds``; a regulated
-        row adds ``threshold_history`` (per seed, before training and after each epoch)."""
+        row adds ``threshold_history`` (per seed, before training and after each epoch). Where
+        measured, ``operations`` holds the synaptic operations per image (``ac``, ``mac``,
+        ``normaliser``: each ``mean``, ``std``, ``min``, ``max``, per-seed ``seeds``; ``normaliser``
+        is None without a cost rule)."""
         out = {}
         for row in self.rows:
             entry = dict(self.test_accuracy[row.label].to_dict())
@@ -276,6 +315,11 @@ class MethodComparison:
             )
             if row.label in self.threshold_history:
                 entry["threshold_history"] = self.threshold_history[row.label]
+            if self.operations.get(row.label):
+                entry["operations"] = {
+                    key: None if summary is None else summary.to_dict()
+                    for key, summary in self.operations_summary(row.label).items()
+                }
             out[row.label] = entry
         return out
 
@@ -290,20 +334,26 @@ class MethodComparison:
     CSV_COLUMNS = (
         "label", "norm", "ahsar", "beta", "threshold", "test_mean", "test_std", "test_min", "test_max",
         "val_mean", "val_std", "rate", "seconds_per_epoch", "test_seeds",
+        "ac_mean", "ac_std", "mac_mean", "mac_std", "normaliser_ops_mean",
     )
 
     def to_csv(self) -> str:
         """One line per row (columns :attr:`CSV_COLUMNS`; ``test_seeds`` joins the per-seed test
-        accuracies with spaces)."""
+        accuracies with spaces; the operation columns are per image, empty where not measured or,
+        for ``normaliser_ops_mean``, without a cost rule)."""
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(self.CSV_COLUMNS)
         for label, entry in self.results().items():
+            ops = entry.get("operations") or {}
+            number = lambda key, part: "" if ops.get(key) is None else f"{ops[key][part]:.1f}"  # noqa: E731
             writer.writerow([
                 label, entry["norm"], entry["ahsar"], entry["beta"], entry["threshold"],
                 f"{entry['mean']:.4f}", f"{entry['std']:.4f}", f"{entry['min']:.4f}", f"{entry['max']:.4f}",
                 f"{entry['val']['mean']:.4f}", f"{entry['val']['std']:.4f}", f"{entry['rate']:.6f}",
                 f"{entry['seconds_per_epoch']:.4f}", " ".join(f"{v:.4f}" for v in entry["seeds"]),
+                number("ac", "mean"), number("ac", "std"), number("mac", "mean"), number("mac", "std"),
+                number("normaliser", "mean"),
             ])
         return buffer.getvalue()
 
@@ -345,6 +395,10 @@ def compare_methods(
     network keeps its paper's neuron, beta = 0.5) changes a row's neuron. Every other row
     trains with ``config`` (default: :func:`experiments.TrainConfig`'s defaults).
 
+    Each trained network's synaptic operations per image
+    (:func:`snn_norm_lite.synops.synaptic_operations`, normalisers without a cost rule reported
+    as unknown) are measured on the same ``probe_samples`` validation images as its firing rates.
+
     ``keep_models=True`` returns ``(comparison, trained)`` with ``trained[label]`` the first
     seed's ``(model, controller)``: the trained network and, for a regulated row, its AHSAR
     controller, still attached (None otherwise). ``progress`` shows a progress bar per run
@@ -369,9 +423,10 @@ def compare_methods(
     split = load_dataset(config.dataset)
     probe_x = split.x_val[:probe_samples]
     test, val, histories, rates, thresholds, threshold_history, models = {}, {}, {}, {}, {}, {}, {}
+    operations: dict[str, list[dict[str, float]]] = {}
     for row in rows:
         run_config = TrainConfig(**{**asdict(config), "beta": row.beta, "threshold": row.threshold})
-        histories[row.label], rates[row.label], thresholds[row.label] = [], [], []
+        histories[row.label], rates[row.label], thresholds[row.label], operations[row.label] = [], [], [], []
         for seed in seeds:
             if row.ahsar:
                 run = train_with_controller(row.norm, seed, run_config, split, AHSAR(**dict(ahsar_config or {})))
@@ -381,13 +436,15 @@ def compare_methods(
                 (model, history), controller = train_once("snn", row.norm, seed, run_config, split, progress), None
             histories[row.label].append(history)
             rates[row.label].append(firing_rates(model, probe_x).tolist())
+            operations[row.label].append(synaptic_operations(model, probe_x, unknown_normaliser="nan").per_image())
             thresholds[row.label].append([float(layer.threshold) for layer in spiking_layers(model)])
             if seed == seeds[0]:
                 models[row.label] = (model, controller)
         test[row.label] = Summary.of([h.final_test_accuracy for h in histories[row.label]])
         val[row.label] = Summary.of([h.final_val_accuracy for h in histories[row.label]])
     result = MethodComparison(
-        rows, seeds, test, val, histories, rates, thresholds, threshold_history, asdict(config), len(split.y_test)
+        rows, seeds, test, val, histories, rates, thresholds, threshold_history, asdict(config), len(split.y_test),
+        operations,
     )
     return (result, models) if keep_models else result
 

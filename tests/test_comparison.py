@@ -249,6 +249,52 @@ def test_results_timings_and_csv(small_comparison):
     assert "s/epoch" in result.table()
 
 
+def test_synaptic_operations_of_every_row_are_measured_on_validation_images(small_comparison):
+    from snn_norm_lite.synops import synaptic_operations
+
+    result, trained = small_comparison
+    split = load_digits()
+    for label in result.labels:
+        per_seed = result.operations[label]
+        assert len(per_seed) == 3 and all(set(entry) == {"ac", "mac", "normaliser"} for entry in per_seed)
+        model = trained[label][0]  # seed 0, still in memory: measured again, the same counts
+        assert per_seed[0] == synaptic_operations(model, split.x_val[:256]).per_image()
+        summary = result.operations_summary(label)
+        assert summary["mac"].n == 3 and summary["mac"].mean > 0  # the image enters the first layer
+    assert result.operations_summary("bn")["normaliser"].mean == 0.0  # folds into the convolution
+    assert result.operations_summary("ei")["normaliser"].mean > 0
+    entry = result.results()["bn"]["operations"]
+    assert entry["ac"]["seeds"] == [e["ac"] for e in result.operations["bn"]]
+    csv_lines = [line.split(",") for line in result.to_csv().splitlines()]
+    ac_column = csv_lines[0].index("ac_mean")
+    assert float(csv_lines[2][ac_column]) == pytest.approx(entry["ac"]["mean"], abs=0.05)
+    header = result.table().splitlines()[1]
+    assert "kAC/image" in header and "kMAC/image" in header and header.split()[-1] == "s/epoch"
+    with pytest.raises(ValueError, match="no measured synaptic operations"):
+        comparison.MethodComparison(
+            result.rows, result.seeds, result.test_accuracy, result.val_accuracy, result.histories, result.rates,
+            result.thresholds, result.threshold_history, result.config, result.num_test,
+        ).operations_summary("bn")
+
+
+def test_a_normaliser_without_a_cost_rule_is_reported_as_unknown():
+    class StepGroupNorm(torch.nn.GroupNorm):
+        def forward(self, x):
+            return super().forward(x.flatten(0, 1)).view_as(x)
+
+    spec = register(NormSpec("groupnorm_synops_test", "GroupNorm per step",
+                             lambda num_features, num_steps, **neuron: StepGroupNorm(2, num_features)))
+    try:
+        result = compare_methods(["groupnorm_synops_test"], seeds=(0,), config=TINY)
+    finally:
+        unregister(spec.name)
+    summary = result.operations_summary("groupnorm_synops_test")
+    assert summary["normaliser"] is None and summary["mac"].mean > 0
+    assert result.results()["groupnorm_synops_test"]["operations"]["normaliser"] is None
+    assert result.table().splitlines()[2].split()[-2] == "?"
+    assert result.to_csv().splitlines()[1].split(",")[-1] == ""
+
+
 def test_save_comparison(small_comparison, tmp_path):
     result, _ = small_comparison
     paths = comparison.save_comparison(result, tmp_path / "new" / "dir", highlight=["bn"])
