@@ -178,3 +178,33 @@ class MultiStepLeaky(nn.Module):
             membranes.append(mem.detach())
         spikes = torch.stack(spikes).to(x.dtype)  # snntorch emits float32 spikes
         return show_non_finite(spikes, torch.stack(membranes))
+
+
+def membrane_potentials(neuron: MultiStepLeaky, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run ``neuron`` on ``x`` ``[T, B, ...]``; return its spikes and the membranes ``u_t`` it computed.
+
+    The membranes are the ones the fused backend keeps for its backward pass (the recurrence of
+    the module docstring, before the reset of step t is applied), read from the autograd node,
+    not recomputed. Only the ``"fused"`` backend is supported: the ``"snntorch"`` backend *is*
+    ``snntorch.Leaky``, whose membrane its caller can read directly. Both outputs are detached.
+
+    >>> spikes, membranes = membrane_potentials(MultiStepLeaky(beta=0.5), torch.full((4, 1), 0.6))
+    >>> membranes.flatten(), spikes.flatten()                  # 0.6, 0.9, 1.05 (fires), 1.125 - 1
+    (tensor([0.6000, 0.9000, 1.0500, 0.1250]), tensor([0., 0., 1., 0.]))
+    >>> membrane_potentials(MultiStepLeaky(backend="snntorch"), torch.zeros(4, 1))
+    Traceback (most recent call last):
+        ...
+    ValueError: membrane_potentials: expected a MultiStepLeaky with backend='fused', got backend='snntorch'; read snntorch.Leaky's membrane directly instead
+    """
+    if not isinstance(neuron, MultiStepLeaky):
+        raise TypeError(f"membrane_potentials: expected a MultiStepLeaky neuron, got {type(neuron).__name__}")
+    if neuron.backend != "fused":
+        raise ValueError(
+            f"membrane_potentials: expected a MultiStepLeaky with backend='fused', got backend={neuron.backend!r}; "
+            "read snntorch.Leaky's membrane directly instead"
+        )
+    check_floating(x, "membrane_potentials")
+    with torch.enable_grad():
+        spikes = neuron(x.detach().requires_grad_())
+        (membranes,) = spikes.grad_fn.saved_tensors
+    return spikes.detach(), membranes.detach()
