@@ -198,6 +198,10 @@ def test_exercises_have_hidden_solutions_and_one_computes(path):
         assert label.startswith(prefix), f"exercise labels in {path.name} start with {prefix}: {label}"
         assert label in solutions, f"exercise {label} has no solution"
         assert ":class: dropdown" in solutions[label][1], f"the solution to {label} must be hidden (:class: dropdown)"
+    # The book's pages are not numbered, so a numbered exercise would count across the whole book
+    # ("Exercise 6" in chapter 1): exercises go by their titles.
+    titled = re.findall(r":::\{exercise\} (\S[^\n]*)\n:label: ex-[\w-]+\n:nonumber:\n", "\n".join(markdown_cells(load(path))))
+    assert len(titled) == len(exercises), "every exercise has a title and :nonumber: right after its :label:"
     assert computing & set(exercises), "at least one solution runs code (solution-start, code cells, solution-end)"
 
 
