@@ -68,6 +68,7 @@ from .inhibition import EIConv2d, _EICircuit
 from .norms.homeostatic import HomeostaticNorm, TemporalHomeostaticNorm2d
 from .norms.mpbn import FoldedMPBNLeaky, MPBNLeaky
 from .norms.step_statistics import PerStepNorm
+from .probes import _run_in_eval
 
 # (layer types, operations per neuron and step at inference, the rule in words); first match wins.
 NORMALISER_RULES: tuple[tuple[tuple[type, ...], int, str], ...] = (
@@ -295,52 +296,47 @@ def synaptic_operations(model: nn.Module, x: torch.Tensor, batch_dim: int | None
 
     held_as_norm = {id(norm) for m in model.modules() if isinstance(norm := getattr(m, "norm", None), nn.Module)}
     handles, rules, inside = [], {}, []
-    for key, module in model.named_modules():
-        key = key or type(module).__name__
-        if any(key.startswith(prefix + ".") for prefix in inside):
-            continue  # a part of a layer already counted as a whole (MPBN's membrane BatchNorm, ...)
-        if isinstance(module, _EICircuit):
-            if not module.initialised:
-                raise ValueError(
-                    f"{name}: the E-I circuit {key!r} is not initialised (E-I Init would run on the counted "
-                    "batch); train the model or call inhibition.ei_init(model, x) first"
-                )
-            ops = 0 if module.output else EI_HIDDEN_OPS
-            rule = ("read-out: no division, gain or bias" if module.output else
-                    "E-I: a division, a multiply-add and a zero test per neuron and step")
-            rules[key] = (ops, rule)
-            handles.append(module.register_forward_hook(on_circuit(key)))
-            inside.append(key)
-        elif isinstance(module, nn.Conv2d):
-            if module.padding_mode != "zeros":
-                raise ValueError(f"{name}: counts zero padding only; {key!r} has padding_mode={module.padding_mode!r}")
-            handles.append(module.register_forward_hook(on_conv(key)))
-        elif isinstance(module, nn.Linear):
-            handles.append(module.register_forward_hook(on_linear(key)))
-        elif (found := _normaliser_rule(module)) is not None:
-            rules[key] = found
-            if found[0]:
-                handles.append(module.register_forward_hook(on_norm(key)))
-            inside.append(key)
-        elif isinstance(module, _UNRULED_NORMS) or (id(module) in held_as_norm and not isinstance(module, nn.Identity)):
-            if unknown_normaliser == "raise":
-                for handle in handles:
-                    handle.remove()
-                covered = ", ".join(t.__name__ for types, _, _ in NORMALISER_RULES for t in types)
-                raise ValueError(
-                    f"{name}: no rule for the inference cost of the normalisation layer {key!r} "
-                    f"({type(module).__name__}); the rules cover {covered} (or pass unknown_normaliser='nan')"
-                )
-            rules[key] = (None, "no rule for this layer: cost unknown")
-            inside.append(key)
-    was_training = model.training
-    model.eval()
-    try:
-        model(x)
+    try:  # every hook is removed, whatever is raised while they are registered or run
+        for key, module in model.named_modules():
+            key = key or type(module).__name__
+            if any(key.startswith(prefix + ".") for prefix in inside):
+                continue  # a part of a layer already counted as a whole (MPBN's membrane BatchNorm, ...)
+            if isinstance(module, _EICircuit):
+                if not module.initialised:
+                    raise ValueError(
+                        f"{name}: the E-I circuit {key!r} is not initialised (E-I Init would run on the counted "
+                        "batch); train the model or call inhibition.ei_init(model, x) first"
+                    )
+                ops = 0 if module.output else EI_HIDDEN_OPS
+                rule = ("read-out: no division, gain or bias" if module.output else
+                        "E-I: a division, a multiply-add and a zero test per neuron and step")
+                rules[key] = (ops, rule)
+                handles.append(module.register_forward_hook(on_circuit(key)))
+                inside.append(key)
+            elif isinstance(module, nn.Conv2d):
+                if module.padding_mode != "zeros":
+                    raise ValueError(f"{name}: counts zero padding only; {key!r} has padding_mode={module.padding_mode!r}")
+                handles.append(module.register_forward_hook(on_conv(key)))
+            elif isinstance(module, nn.Linear):
+                handles.append(module.register_forward_hook(on_linear(key)))
+            elif (found := _normaliser_rule(module)) is not None:
+                rules[key] = found
+                if found[0]:
+                    handles.append(module.register_forward_hook(on_norm(key)))
+                inside.append(key)
+            elif isinstance(module, _UNRULED_NORMS) or (id(module) in held_as_norm and not isinstance(module, nn.Identity)):
+                if unknown_normaliser == "raise":
+                    covered = ", ".join(t.__name__ for types, _, _ in NORMALISER_RULES for t in types)
+                    raise ValueError(
+                        f"{name}: no rule for the inference cost of the normalisation layer {key!r} "
+                        f"({type(module).__name__}); the rules cover {covered} (or pass unknown_normaliser='nan')"
+                    )
+                rules[key] = (None, "no rule for this layer: cost unknown")
+                inside.append(key)
+        _run_in_eval(model, x)
     finally:
         for handle in handles:
             handle.remove()
-        model.train(was_training)
     if not connections:
         raise ValueError(f"{name}: {type(model).__name__} ran no nn.Conv2d, nn.Linear or E-I circuit on this input")
     return SynapticOperations(

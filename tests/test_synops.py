@@ -144,3 +144,10 @@ def test_unknown_normalisers_are_refused_or_reported_as_unknown():
 def test_bad_input_is_refused_naming_the_function(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+def test_a_refused_count_leaves_no_hook_behind():
+    model = nn.Sequential(nn.Conv2d(1, 1, 3, padding=1), nn.Conv2d(1, 1, 3, padding=1, padding_mode="reflect"))
+    with pytest.raises(ValueError, match="zero padding only"):
+        synaptic_operations(model, torch.rand(1, 1, 4, 4))
+    assert all(not m._forward_hooks for m in model.modules())
