@@ -3,12 +3,16 @@
 Every panel is built the same way: it draws the figure for the controls' default values as an
 ordinary output (so the static book shows it), displays the controls below it, and, when a
 control changes, redraws the figure *in place* of that output (an IPython display handle).
+A static page has no kernel to redraw anything, so the controls also carry an HTML note of their
+values and ranges: the rendered book shows that note in their place, a notebook front end (Jupyter,
+Colab) shows the live controls.
 The experiment code never lives here: a panel only connects controls to a function from
 ``experiments`` or ``plots`` (or a small one the chapter defines from them).
 """
 
 from __future__ import annotations
 
+import html
 import numbers
 from typing import Callable
 
@@ -121,8 +125,56 @@ def panel(draw: Callable[..., "plt.Figure"], controls: dict, button: str | None 
         run.on_click(redraw)
         children.append(run)
     box = w.HBox(children, layout=w.Layout(flex_flow="row wrap"))
-    display(box)
+    display(_ControlsWithNote(box, controls_note(controls, button)))
     return box
+
+
+def describe_control(name: str, control) -> str:
+    """One control's default and range in words, e.g. ``depth = 8 (2 to 10, step 2)``, under the
+    label the reader sees on the control (``name``, the keyword it feeds, when it has none)."""
+    name = getattr(control, "description", "") or name
+    value = control.value
+    if hasattr(control, "min") and hasattr(control, "max"):
+        return f"{name} = {value} ({control.min} to {control.max}, step {control.step})"
+    if hasattr(control, "options"):
+        options = ", ".join(repr(option) for option in control.options)
+        return f"{name} = {value!r} (one of {options})"
+    return f"{name} = {value!r}"
+
+
+def controls_note(controls: dict, button: str | None = None) -> str:
+    """The HTML a static page shows in place of a panel's controls.
+
+    >>> controls_note({"depth": slider(8, 2, 10, 2, "depth", integer=True)})  # doctest: +ELLIPSIS
+    '<div class="snn-widget-controls"><p><strong>Controls.</strong> The figure above is drawn for depth = 8 (2 to 10, step 2). ...'
+    """
+    described = "; ".join(html.escape(describe_control(name, control)) for name, control in controls.items())
+    redraw = (
+        f"press {html.escape(repr(button))} to redraw the figure"
+        if button is not None
+        else "the figure redraws when one moves"
+    )
+    return (
+        '<div class="snn-widget-controls"><p><strong>Controls.</strong> '
+        f"The figure above is drawn for {described}. In a running notebook (open this chapter in Colab "
+        f"or Jupyter) the controls are live: {redraw}.</p></div>"
+    )
+
+
+class _ControlsWithNote:
+    """A panel's controls as a notebook front end shows them (the live widgets) and as a static page
+    shows them (the note of :func:`controls_note`): one display, both representations."""
+
+    def __init__(self, box, note: str):
+        self.box, self.note = box, note
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        bundle = self.box._repr_mimebundle_()
+        bundle["text/html"] = self.note
+        return bundle
+
+    def __repr__(self) -> str:
+        return repr(self.box)
 
 
 def text(value: str, description: str):

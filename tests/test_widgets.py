@@ -45,6 +45,25 @@ def test_button_panel_waits_for_the_button():
     assert calls == [0.1, 0.5]
 
 
+def test_controls_carry_a_note_for_static_pages(monkeypatch):
+    """A notebook front end gets the live widget; a static page (no kernel) gets a note of every
+    control's default and range in its place, under the default figure."""
+    shown = []
+    monkeypatch.setattr(widgets, "display", lambda obj, **kwargs: shown.append(obj))
+    depth = widgets.slider(4, 2, 10, 2, "depth", integer=True)
+    norm = widgets.dropdown(("none", "bn"), "bn", "norm type")
+    box = widgets.panel(lambda depth, norm: plt.figure(), {"depth": depth, "norm": norm}, button="run")
+    figure, controls = shown
+    assert isinstance(figure, plt.Figure)
+    bundle = controls._repr_mimebundle_()
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == box.model_id
+    note = bundle["text/html"]
+    assert note.startswith('<div class="snn-widget-controls">')
+    assert "depth = 4 (2 to 10, step 2)" in note
+    assert "norm type = &#x27;bn&#x27; (one of &#x27;none&#x27;, &#x27;bn&#x27;)" in note
+    assert "press &#x27;run&#x27; to redraw the figure" in note
+
+
 # -- slider and dropdown refuse what ipywidgets would clamp or accept silently -----------------
 
 import ast  # noqa: E402
