@@ -94,11 +94,12 @@ INSPECT = """async () => {
   const text = prose.textContent;
   const raw = ['\\\\(', '\\\\[', '$$'].filter(mark => text.includes(mark))
       .map(mark => mark + ' ... ' + text.slice(text.indexOf(mark), text.indexOf(mark) + 60));
+  // A panel's outputs: its default figure, then (next output) the note that replaces its controls.
   const widgets = [...document.querySelectorAll('.snn-widget-controls')].map(note => {
-    const cell = note.closest('.cell_output') || note.parentElement;
-    const figures = [...cell.querySelectorAll('img')].filter(img =>
-        img.compareDocumentPosition(note) & Node.DOCUMENT_POSITION_FOLLOWING);
-    return figures.some(img => img.naturalWidth > 0);
+    const output = note.closest('.output') || note;
+    const figure = output.previousElementSibling;
+    const img = figure && (figure.tagName === 'IMG' ? figure : figure.querySelector('img'));
+    return Boolean(img && img.complete && img.naturalWidth > 0);
   });
   return {
     title: document.title,
