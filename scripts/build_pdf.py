@@ -22,19 +22,13 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from offline_browser import launch, refuse_other_hosts, serve  # noqa: E402
+from offline_browser import launch, refuse_other_hosts, serve, wait_until_rendered  # noqa: E402
 
 PDF_NAME = "snn-norm-lite.pdf"
 # Paper is narrower than a screen: long code lines wrap instead of running off the page, and a
 # code cell moves to the next page whole rather than leaving its empty frame behind.
 PRINT_CSS = "pre { white-space: pre-wrap; overflow-wrap: anywhere; } div.cell_input { break-inside: avoid; }"
-WAIT_FOR_PAGE = """async () => {
-  for (const img of document.images) img.loading = 'eager';
-  await Promise.all([...document.images].map(img => img.complete ? null :
-      new Promise(done => { img.addEventListener('load', done); img.addEventListener('error', done); })));
-  if (window.MathJax && MathJax.startup) await MathJax.startup.promise;
-  return document.querySelector('h1') ? document.querySelector('h1').textContent.replace('#', '').trim() : document.title;
-}"""
+PAGE_TITLE = "() => (document.querySelector('h1')?.textContent || document.title).replace('#', '').trim()"
 
 
 def book_pages(root: Path = ROOT) -> list[str]:
@@ -55,7 +49,8 @@ def print_book(browser, site: str, out: Path) -> list[str]:
     for name in book_pages():
         page.goto(f"{site}/{name}.html", wait_until="load")
         page.add_style_tag(content=PRINT_CSS)
-        titles.append(page.evaluate(WAIT_FOR_PAGE))
+        wait_until_rendered(page)
+        titles.append(page.evaluate(PAGE_TITLE))
         printed = page.pdf(format="A4", print_background=True, margin={"top": "14mm", "bottom": "14mm"})
         writer.append(io.BytesIO(printed), outline_item=titles[-1])
     page.close()

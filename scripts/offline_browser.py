@@ -70,6 +70,20 @@ def launch(playwright):
     return playwright.chromium.launch(executable_path=executable, args=OFFLINE_ARGS)
 
 
+# Resolves once every image of the page has loaded (or failed) and MathJax has typeset the page.
+RENDERED = """async () => {
+  for (const img of document.images) img.loading = 'eager';
+  await Promise.all([...document.images].map(img => img.complete ? null :
+      new Promise(done => { img.addEventListener('load', done); img.addEventListener('error', done); })));
+  if (window.MathJax && MathJax.startup) await MathJax.startup.promise;
+}"""
+
+
+def wait_until_rendered(page) -> None:
+    """Wait until ``page``'s images have decoded (or failed) and its equations are typeset."""
+    page.evaluate(RENDERED)
+
+
 def refuse_other_hosts(page, refused: list | None = None) -> None:
     """Let ``page`` load from 127.0.0.1 only; every other request is aborted (and noted in ``refused``)."""
 

@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-from offline_browser import launch, refuse_other_hosts, serve  # noqa: E402
+from offline_browser import launch, refuse_other_hosts, serve, wait_until_rendered  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
@@ -83,11 +83,7 @@ def site(built_book):
 
 
 # What the browser sees once a page has loaded, its images have decoded and MathJax has finished.
-INSPECT = """async () => {
-  for (const img of document.images) img.loading = 'eager';
-  await Promise.all([...document.images].map(img => img.complete ? null :
-      new Promise(done => { img.addEventListener('load', done); img.addEventListener('error', done); })));
-  if (window.MathJax && MathJax.startup) await MathJax.startup.promise;
+INSPECT = """() => {
   const article = document.querySelector('article') || document.body;
   const prose = article.cloneNode(true);
   prose.querySelectorAll('pre, code, script, style, mjx-container, .highlight').forEach(e => e.remove());
@@ -133,6 +129,7 @@ def visit(browser, site):
 
         refuse_other_hosts(browser_page, outside)
         browser_page.goto(f"{site}/{page}.html", wait_until="load")
+        wait_until_rendered(browser_page)
         seen = browser_page.evaluate(INSPECT)
         browser_page.wait_for_load_state("networkidle")
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
