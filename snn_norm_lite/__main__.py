@@ -8,6 +8,14 @@
     python -m snn_norm_lite compare --encoding rate      # the same with Poisson (rate-coded) input
     python -m snn_norm_lite norms                        # the registered normalisers
 
+    python -m snn_norm_lite compare --dataset cifar10 --download --device cuda --amp   # CIFAR-10 on a GPU
+    torchrun --nproc_per_node 4 -m snn_norm_lite compare --dataset cifar10 --device cuda   # 4 GPUs
+
+``--dataset cifar10`` reads CIFAR-10 from ``--data-dir`` (default ``data/cifar10``) and downloads
+it there only with ``--download``. Under ``torchrun`` the run is data-parallel: one process per
+GPU (NCCL) or per CPU share (gloo), the global batch ``--batch-size`` split evenly, every
+normaliser's statistics taken over the whole global batch, and only process 0 prints or writes.
+
 ``--plugin MODULE`` (repeatable) imports a module before the method names are checked; a module
 that calls :func:`snn_norm_lite.norms.register` makes its methods usable by ``--norms``.
 Usage errors (an unknown name, a plugin that cannot be imported, a bad value) exit with status 2
@@ -17,6 +25,7 @@ and a message on stderr.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
@@ -25,9 +34,13 @@ import time
 import torch
 
 from .comparison import DEFAULT_AHSAR, compare_methods, comparison_config, save_comparison
+from .data import DATASETS, load_cifar10, load_dataset
+from .distributed import init_from_environment, is_data_parallel, rank, world_size
 from .encoding import ENCODINGS
 from .experiments import HEADLINE_NORMS, headline, headline_config
 from .norms import available_norms, get_spec
+
+DEFAULT_CIFAR10_DIR = "data/cifar10"
 
 
 def _positive_int(text: str) -> int:
@@ -37,6 +50,13 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def _at_least_two(text: str) -> int:
+    value = _positive_int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"expected at least 2 (one image to train, one to validate), got {value}")
     return value
 
 
@@ -86,7 +106,18 @@ def add_training_options(parser: argparse.ArgumentParser, defaults, norms, norms
                         help=f"how the SNN turns an image into T inputs (default {defaults.encoding}; the ANN sees the image)")
     parser.add_argument("--seeds", type=_positive_int, default=3,
                         help="number of seeds, 0..N-1 (default 3); accuracies are mean ± std")
+    parser.add_argument("--batch-size", type=_positive_int, default=defaults.batch_size,
+                        help=f"global training batch, split over the processes under torchrun (default {defaults.batch_size})")
+    parser.add_argument("--dataset", choices=DATASETS, default=defaults.dataset,
+                        help=f"data set (default {defaults.dataset}; cifar10 is read from --data-dir)")
+    parser.add_argument("--data-dir", default=None, metavar="DIR",
+                        help=f"where CIFAR-10 is, or is downloaded to with --download (default {DEFAULT_CIFAR10_DIR})")
+    parser.add_argument("--download", action="store_true", help="download CIFAR-10 into --data-dir if it is not there")
+    parser.add_argument("--limit", type=_at_least_two, default=None, metavar="N",
+                        help="use only the first N CIFAR-10 training and test images (a quick run)")
     parser.add_argument("--device", type=_device, default="cpu", help="cpu (default), cuda[:N] or mps, when present")
+    parser.add_argument("--amp", action="store_true",
+                        help="bfloat16 mixed precision (autocast) for CUDA; normalisers keep float32 statistics")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.add_argument("--progress", action="store_true", help="show tqdm progress bars")
     _add_plugin_option(parser)
@@ -145,7 +176,27 @@ def parse_args(argv=None) -> argparse.Namespace:
     out = getattr(args, "out", None)
     if out is not None and os.path.exists(out) and not os.path.isdir(out):
         parser.error(f"--out: expected a directory (existing or to be created), got the file {out}")
+    if args.command != "norms" and args.dataset != "cifar10":
+        for option, given in (("--data-dir", args.data_dir is not None), ("--download", args.download),
+                              ("--limit", args.limit is not None)):
+            if given:
+                parser.error(f"{option} is for --dataset cifar10 (the {args.dataset} data set ships with the package)")
+    if args.command != "norms" and args.amp and torch.device(args.device).type not in ("cuda", "cpu"):
+        parser.error(f"--amp (bfloat16 autocast) runs on cuda (or, slowly, cpu), not on {args.device}")
     return args
+
+
+def load_split(args: argparse.Namespace):
+    """The data set the command trains on. CIFAR-10 is downloaded only with ``--download``; in a
+    data-parallel run process 0 downloads while the others wait, then every process reads it."""
+    if args.dataset != "cifar10":
+        return load_dataset(args.dataset)
+    root = args.data_dir if args.data_dir is not None else DEFAULT_CIFAR10_DIR
+    if args.download and is_data_parallel():
+        if rank() == 0:
+            load_cifar10(root, download=True, limit=2)  # fetch and unpack once
+        torch.distributed.barrier()
+    return load_cifar10(root, download=args.download, limit=args.limit)
 
 
 def _print_norms() -> None:
@@ -160,32 +211,57 @@ def main(argv=None) -> int:
     if args.command == "norms":
         _print_norms()
         return 0
-    budget = dict(depth=args.depth, width=args.width, num_steps=args.steps, epochs=args.epochs, device=args.device,
-                  encoding=args.encoding)
+    try:
+        device = init_from_environment(args.device)  # joins torchrun's process group, if launched by it
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    try:
+        if rank() != 0:  # under torchrun only process 0 prints (every process computes the same table)
+            with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+                return _run(args, device)
+        return _run(args, device)
+    finally:
+        if is_data_parallel():
+            torch.distributed.destroy_process_group()
+
+
+def _run(args: argparse.Namespace, device: str) -> int:
+    """Train and print one command's table (``main`` has set up the device and the processes)."""
+    budget = dict(depth=args.depth, width=args.width, num_steps=args.steps, epochs=args.epochs, device=device,
+                  encoding=args.encoding, batch_size=args.batch_size, dataset=args.dataset, amp=args.amp)
     seeds = list(range(args.seeds))
     start = time.perf_counter()
     if getattr(args, "out", None) is not None:
         import matplotlib
 
         matplotlib.use("Agg")  # files only, no window
+    progress = args.progress and rank() == 0
     try:
+        split = load_split(args)
         if args.command == "compare":
             config = comparison_config(**budget)
-            result = compare_methods(args.norms, seeds=seeds, config=config, ahsar_on=args.ahsar, progress=args.progress)
-            paths = save_comparison(result, args.out) if args.out is not None else None
+            result = compare_methods(args.norms, seeds=seeds, config=config, ahsar_on=args.ahsar, progress=progress,
+                                     split=split)
+            paths = save_comparison(result, args.out) if args.out is not None and rank() == 0 else None
         else:
             config = headline_config(**budget)
-            result = headline(args.norms, seeds=seeds, config=config, progress=args.progress)
+            result = headline(args.norms, seeds=seeds, config=config, progress=progress, split=split)
             paths = None
-    except ValueError as error:
+    except (ValueError, FileNotFoundError, ConnectionError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if args.json:
         print(result.to_json())
         return 0
     network = "SNN " if args.command == "compare" else ""
-    print(f"digits, {network}depth {config.depth}, width {config.width}, T {config.num_steps}, {config.epochs} epochs, "
+    sizes = split.sizes()
+    print(f"{split.name} ({sizes['train']} train, {sizes['val']} validation, {sizes['test']} test images), {network}"
+          f"depth {config.depth}, width {config.width}, T {config.num_steps}, {config.epochs} epochs, "
           f"batch {config.batch_size}, Adam lr {config.lr:g}, seeds 0..{args.seeds - 1}")
+    if is_data_parallel() or args.amp:
+        processes = f"data-parallel over {world_size()} processes (each a batch of {config.batch_size // world_size()})"
+        print(", ".join(([processes] if is_data_parallel() else []) + (["bfloat16 autocast"] if args.amp else [])))
     print(result.table())
     if paths is not None:
         print("wrote", ", ".join(str(path) for path in paths.values()))

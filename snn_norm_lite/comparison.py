@@ -381,6 +381,7 @@ def compare_methods(
     ahsar_config: Mapping | None = None,
     keep_models: bool = False,
     progress: bool = False,
+    split=None,
 ):
     """Train the reference SNN once per row and seed on the same data; return a :class:`MethodComparison`.
 
@@ -399,6 +400,9 @@ def compare_methods(
     (:func:`snn_norm_lite.synops.synaptic_operations`, normalisers without a cost rule reported
     as unknown) are measured on the same ``probe_samples`` validation images as its firing rates.
 
+    ``split`` (a :class:`~snn_norm_lite.data.Split`) is the data every row trains on; by default
+    ``config.dataset`` is loaded.
+
     ``keep_models=True`` returns ``(comparison, trained)`` with ``trained[label]`` the first
     seed's ``(model, controller)``: the trained network and, for a regulated row, its AHSAR
     controller, still attached (None otherwise). ``progress`` shows a progress bar per run
@@ -410,7 +414,7 @@ def compare_methods(
     (['none', 'bn'], ['config', 'num_test', 'results', 'seeds'])
     """
     from .ahsar import AHSAR, train_with_controller
-    from .experiments import TrainConfig, check_config, train_once
+    from .experiments import TrainConfig, check_config, check_split, train_once
 
     config = check_config(config, "compare_methods")
     seeds = check_seeds(seeds, "compare_methods")
@@ -420,7 +424,7 @@ def compare_methods(
     if ahsar_config is not None and not isinstance(ahsar_config, Mapping):
         raise TypeError(f"compare_methods: ahsar_config must be a mapping of AHSAR options or None, got {type(ahsar_config).__name__}")
     rows = method_rows(norms, ahsar_on, config, overrides)
-    split = load_dataset(config.dataset)
+    split = check_split(split, config, "compare_methods")
     probe_x = split.x_val[:probe_samples]
     test, val, histories, rates, thresholds, threshold_history, models = {}, {}, {}, {}, {}, {}, {}
     operations: dict[str, list[dict[str, float]]] = {}
@@ -468,7 +472,7 @@ def save_comparison(result: MethodComparison, directory, highlight: Sequence[str
     paths["json"].write_text(result.to_json() + "\n")
     paths["csv"].write_text(result.to_csv())
     config = result.config
-    title = (f"digits, SNN depth {config['depth']}, width {config['width']}, T {config['num_steps']}, "
+    title = (f"{config.get('dataset', 'digits')}, SNN depth {config['depth']}, width {config['width']}, T {config['num_steps']}, "
              f"{config['epochs']} epochs, seeds {', '.join(map(str, result.seeds))}")
     figure = method_comparison(result, highlight=highlight, title=title)
     try:

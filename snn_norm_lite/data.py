@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data.distributed import DistributedSampler
 
 from .checks import (
     check_bool,
@@ -44,6 +45,7 @@ from .checks import (
     check_positive_int,
     check_positive_number,
 )
+from .distributed import is_data_parallel, world_size
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"  # the published checksum of that archive
@@ -116,6 +118,13 @@ class Split:
     def loaders(self, batch_size: int = 64, seed: int = 0, eval_batch_size: int = 512):
         """``(train, val, test)`` loaders: the training one shuffled and seeded, the others in order.
 
+        In a data-parallel run (``torch.distributed`` initialised with W > 1 processes) the
+        training loader gives this process its part of every epoch (``DistributedSampler``,
+        shuffled with ``seed``, a new order each epoch once :func:`~snn_norm_lite.training.fit`
+        calls ``set_epoch``) in batches of ``batch_size / W``, so that the global batch is still
+        ``batch_size`` (which must be divisible by W). Every process evaluates the whole
+        validation and test sets, so all of them report the same accuracies.
+
         >>> train, val, test = load_digits().loaders(batch_size=32, seed=0)
         >>> images, labels = next(iter(train))
         >>> images.shape, labels.dtype, len(val.dataset), len(test.dataset)
@@ -124,13 +133,27 @@ class Split:
         check_positive_int(batch_size, "batch_size", "Split.loaders")
         check_positive_int(eval_batch_size, "eval_batch_size", "Split.loaders")
         check_nonnegative_int(seed, "seed", "Split.loaders")
-        generator = torch.Generator().manual_seed(seed)
-        train = DataLoader(
-            TensorDataset(self.x_train, self.y_train), batch_size=batch_size, shuffle=True, generator=generator
-        )
+        train_set = TensorDataset(self.x_train, self.y_train)
+        if is_data_parallel():
+            train = _data_parallel_loader(train_set, batch_size, seed)
+        else:
+            generator = torch.Generator().manual_seed(seed)
+            train = DataLoader(train_set, batch_size=batch_size, shuffle=True, generator=generator)
         val = DataLoader(TensorDataset(self.x_val, self.y_val), batch_size=eval_batch_size)
         test = DataLoader(TensorDataset(self.x_test, self.y_test), batch_size=eval_batch_size)
         return train, val, test
+
+
+def _data_parallel_loader(dataset: TensorDataset, batch_size: int, seed: int) -> DataLoader:
+    """This process's training loader in a data-parallel run: a global batch of ``batch_size``."""
+    processes = world_size()
+    if batch_size % processes:
+        raise ValueError(
+            f"Split.loaders: the global batch size {batch_size} must be divisible by the {processes} processes of "
+            f"this data-parallel run (each takes an equal part); use a batch size that is a multiple of {processes}"
+        )
+    sampler = DistributedSampler(dataset, shuffle=True, seed=seed)
+    return DataLoader(dataset, batch_size=batch_size // processes, sampler=sampler)
 
 
 def _check_fraction(value, name: str, caller: str) -> float:

@@ -18,8 +18,8 @@ from typing import Callable, Sequence
 
 import torch
 
-from .checks import check_positive_int, check_positive_number, check_unit_interval
-from .data import DATASETS, load_dataset
+from .checks import check_bool, check_positive_int, check_positive_number, check_unit_interval
+from .data import DATASETS, Split, load_dataset
 from .encoding import check_encoding
 from .models import build_ann, build_snn
 from .norms import available_norms, get_spec
@@ -40,8 +40,9 @@ class TrainConfig:
     against the method when the model is built. ``encoding`` is how the spiking network turns
     a static image into its ``num_steps`` inputs, one of
     :data:`~snn_norm_lite.encoding.ENCODINGS` (``"direct"``, ``"rate"``, ``"latency"``); the
-    conventional network sees the static image whatever it is. Every field is checked when the
-    config is made:
+    conventional network sees the static image whatever it is. ``amp`` trains under bfloat16
+    autocast (:func:`~snn_norm_lite.training.mixed_precision`, meant for CUDA). Every field is
+    checked when the config is made:
 
     >>> TrainConfig(depth=0)
     Traceback (most recent call last):
@@ -61,6 +62,7 @@ class TrainConfig:
     device: str = "cpu"
     norm_options: dict = field(default_factory=dict)
     encoding: str = "direct"
+    amp: bool = False
 
     def __post_init__(self):
         name = "TrainConfig"
@@ -90,6 +92,7 @@ class TrainConfig:
                 f"{self.norm_options!r}"
             )
         check_encoding(self.encoding, name)
+        check_bool(self.amp, "amp", name)
 
 
 def check_config(config, caller: str, default: Callable[[], "TrainConfig"] = None) -> "TrainConfig":
@@ -107,6 +110,23 @@ def check_config(config, caller: str, default: Callable[[], "TrainConfig"] = Non
     if not isinstance(config, TrainConfig):
         raise TypeError(f"{caller}: config must be a TrainConfig or None, got {type(config).__name__}")
     return config
+
+
+def check_split(split, config: "TrainConfig", caller: str):
+    """``split`` (a :class:`~snn_norm_lite.data.Split`), or ``config.dataset`` loaded when it is None.
+
+    >>> check_split(None, TrainConfig(), "headline").name
+    'digits'
+    >>> check_split("digits", TrainConfig(), "headline")
+    Traceback (most recent call last):
+        ...
+    TypeError: headline: split must be a data.Split or None, got str
+    """
+    if split is None:
+        return load_dataset(config.dataset)
+    if not isinstance(split, Split):
+        raise TypeError(f"{caller}: split must be a data.Split or None, got {type(split).__name__}")
+    return split
 
 
 def check_depths(depths, caller: str) -> list[int]:
@@ -208,6 +228,7 @@ def train_once(
         progress=progress,
         on_epoch=on_epoch,
         description=f"{kind} {norm} seed {seed}",
+        amp=config.amp,
     )
     return model, history
 
@@ -364,6 +385,7 @@ def headline(
     seeds: Sequence[int] = (0, 1, 2),
     config: TrainConfig | None = None,
     progress: bool = False,
+    split=None,
 ) -> HeadlineResult:
     """Train the ANN and the SNN of one architecture with each normaliser; return test accuracies.
 
@@ -371,7 +393,8 @@ def headline(
     accuracy without) of the spiking network against that of the conventional one. ``config``
     defaults to :func:`headline_config` (a depth at which the un-normalised SNN collapses).
     A method without a conventional-network form (``NormSpec.spiking_only`` or ``circuit``,
-    e.g. ``"tebn"`` or ``"ei"``) is trained as an SNN only.
+    e.g. ``"tebn"`` or ``"ei"``) is trained as an SNN only. ``split`` (a
+    :class:`~snn_norm_lite.data.Split`) is the data; by default ``config.dataset`` is loaded.
     """
     config = check_config(config, "headline", default=headline_config)
     if isinstance(norms, str):
@@ -385,7 +408,7 @@ def headline(
     for name in norms:
         get_spec(name)  # an unknown name fails here, before any training
     conventional = set(available_norms("ann"))
-    split = load_dataset(config.dataset)
+    split = check_split(split, config, "headline")
     accuracy: dict[str, dict[str, Summary]] = {kind: {} for kind in KINDS}
     for kind in KINDS:
         for name in norms:

@@ -2,7 +2,8 @@
 
 Both are plain stacks of ``depth`` blocks ``conv3x3 -> norm -> nonlinearity`` of ``width``
 channels with PyTorch's default initialisation, a 2x2 average pool after the first block, and a
-linear read-out of the flattened feature map. The only differences between the two are the nonlinearity (ReLU or LIF neurons) and
+linear read-out of the flattened feature map (for images larger than digits' 8 x 8, such as
+CIFAR-10's 32 x 32, the map is first average-pooled to 4 x 4: :func:`readout_pool`). The only differences between the two are the nonlinearity (ReLU or LIF neurons) and
 time: the spiking network turns its static input into a sequence of ``num_steps`` steps with its
 input encoding (:mod:`~snn_norm_lite.encoding`; by default direct encoding, the image at every
 step, so that the first convolution acts as the encoder) and averages its read-out over time.
@@ -43,6 +44,9 @@ def _conv(in_channels: int, out_channels: int, norm: str) -> nn.Conv2d:
     return nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=(norm == "none"))
 
 
+READOUT_SIDE = 4  # the read-out sees at most READOUT_SIDE x READOUT_SIDE positions per channel
+
+
 def _check_architecture(
     name: str, depth: int, width: int, in_channels: int, num_classes: int, image_size: int
 ) -> int:
@@ -54,7 +58,20 @@ def _check_architecture(
     check_positive_int(image_size, "image_size", name)
     if image_size % 2:
         raise ValueError(f"{name}: image_size must be even (the network pools by 2), got {image_size}")
-    return width * (image_size // 2) ** 2
+    return width * min(image_size // 2, READOUT_SIDE) ** 2
+
+
+def readout_pool(image_size: int) -> nn.Module | None:
+    """The pool in front of the read-out: none for digits, an average pool to 4 x 4 for larger images.
+
+    After the first block's 2 x 2 pool the map is ``image_size / 2`` wide: 4 for digits, which the
+    read-out takes as it is; 16 for CIFAR-10, which would give a read-out of ``width * 256``
+    inputs per class, so it is average-pooled to ``READOUT_SIDE x READOUT_SIDE`` first.
+
+    >>> readout_pool(8) is None, readout_pool(32)
+    (True, AdaptiveAvgPool2d(output_size=4))
+    """
+    return None if image_size // 2 <= READOUT_SIDE else nn.AdaptiveAvgPool2d(READOUT_SIDE)
 
 
 def _check_norm_options(norm_options, name: str) -> dict:
@@ -187,6 +204,7 @@ class ConvNet(nn.Module):
             )
         self.blocks = nn.ModuleList(blocks)
         self.pool = nn.AvgPool2d(2)
+        self.readout_pool = readout_pool(image_size)
         self.readout = nn.Linear(features, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -198,6 +216,8 @@ class ConvNet(nn.Module):
             x = block(x)
             if i == 0:
                 x = self.pool(x)
+        if self.readout_pool is not None:
+            x = self.readout_pool(x)
         return self.readout(x.flatten(1))
 
 
@@ -222,7 +242,8 @@ class SpikingNetwork(nn.Module):
     """What every reference spiking network shares: input checks, the forward pass, its neurons.
 
     A subclass sets ``blocks`` (each maps a sequence ``[T, B, C, H, W]`` to spikes of the same
-    layout), ``pool`` (applied after the first block) and ``readout`` (applied to the flattened
+    layout), ``pool`` (applied after the first block), ``readout_pool`` (None, or a pool applied
+    after the last block: :func:`readout_pool`) and ``readout`` (applied to the flattened
     spikes of every step), and the attributes ``norm_name``, ``depth``, ``width``,
     ``in_channels``, ``image_size``, ``num_steps``, ``beta``, ``threshold``.
 
@@ -274,6 +295,8 @@ class SpikingNetwork(nn.Module):
             x = block(x)
             if i == 0:
                 x = over_time(self.pool, x)
+        if self.readout_pool is not None:
+            x = over_time(self.readout_pool, x)
         return self.readout(x.flatten(2)).mean(dim=0)  # read-out of [T, B, C*H*W], averaged over T
 
     def neurons(self) -> list[nn.Module]:
@@ -359,6 +382,7 @@ class SpikingConvNet(SpikingNetwork):
             )
         self.blocks = nn.ModuleList(blocks)
         self.pool = nn.AvgPool2d(2)
+        self.readout_pool = readout_pool(image_size)
         self.readout = nn.Linear(features, num_classes)
 
 
@@ -491,6 +515,7 @@ class EISpikingConvNet(SpikingNetwork):
             for i in range(depth)
         )
         self.pool = nn.AvgPool2d(2)
+        self.readout_pool = readout_pool(image_size)
         self.readout = EILinear(features, num_classes, ei_ratio=ei_ratio, output=True, **prop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -19,9 +19,11 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
 from .checks import check_bool, check_nonnegative_int, check_positive_int, check_positive_number
+from .distributed import is_data_parallel, sum_over_processes, wrap_data_parallel
 
 
 def seed_everything(seed: int) -> None:
@@ -148,12 +150,31 @@ def _check_label_range(y: torch.Tensor, num_classes: int, caller: str) -> None:
         )
 
 
+def mixed_precision(device, amp: bool):
+    """The autocast region of a training or evaluation pass: bfloat16 when ``amp``, else a no-op.
+
+    The package's normalisers keep their statistics in float32 inside it
+    (:mod:`snn_norm_lite.norms.precision`). Supported on ``cuda`` (its purpose) and ``cpu``.
+
+    >>> with mixed_precision("cpu", amp=True):
+    ...     torch.nn.Linear(4, 2)(torch.rand(3, 4)).dtype
+    torch.bfloat16
+    """
+    device_type = torch.device(device).type
+    if amp and device_type not in ("cuda", "cpu"):
+        raise ValueError(f"amp (bfloat16 autocast) runs on cuda or cpu, got device {device!r}")
+    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=amp)
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, data, device: str | torch.device = "cpu", batch_size: int = 512) -> float:
+def evaluate(
+    model: nn.Module, data, device: str | torch.device = "cpu", batch_size: int = 512, amp: bool = False
+) -> float:
     """Accuracy of ``model`` in percent, in evaluation mode (the mode is restored after).
 
     ``data`` is a loader of ``(x, y)`` batches, or one pair of tensors ``(x, y)`` (e.g. noisy
-    test images), which is then cut into batches of ``batch_size``.
+    test images), which is then cut into batches of ``batch_size``. ``amp`` runs the forward
+    passes under bfloat16 autocast (:func:`mixed_precision`).
 
     >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
     >>> evaluate(model, (torch.zeros(3, 4), torch.zeros(3, dtype=torch.long))) in (0.0, 100.0)
@@ -166,6 +187,7 @@ def evaluate(model: nn.Module, data, device: str | torch.device = "cpu", batch_s
     _check_model(model, "evaluate")
     check_positive_int(batch_size, "batch_size", "evaluate")
     _check_device(device, "evaluate")
+    check_bool(amp, "amp", "evaluate")
     if isinstance(data, tuple) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
         x, y = data
         if x.dim() == 0 or y.dim() == 0 or len(x) != len(y):
@@ -179,7 +201,8 @@ def evaluate(model: nn.Module, data, device: str | torch.device = "cpu", batch_s
     correct = total = 0
     try:
         for x, y in data:
-            logits = model(x.to(device))
+            with mixed_precision(device, amp):
+                logits = model(x.to(device))
             _check_logits(logits, y, "evaluate")
             _check_label_range(y, logits.shape[1], "evaluate")
             correct += (logits.argmax(dim=1) == y.to(device)).sum().item()
@@ -204,11 +227,23 @@ def fit(
     on_step: Optional[Callable[[nn.Module], None]] = None,
     on_epoch: Optional[Callable[[nn.Module, History], None]] = None,
     description: str = "training",
+    amp: bool = False,
 ) -> History:
     """Train ``model`` with Adam for ``epochs`` epochs and return its :class:`History`.
 
     ``val_loader`` is evaluated after every epoch, before ``on_epoch`` runs, so a callback can
     steer by it. ``test_loader`` is evaluated once, after the last epoch and its callback.
+    ``amp=True`` trains and evaluates under bfloat16 autocast (:func:`mixed_precision`; meant
+    for CUDA), with the normalisers' statistics in float32.
+
+    Data-parallel (``torch.distributed`` initialised with more than one process, e.g. under
+    ``torchrun``): the normalisers are synchronised and the model is trained through
+    ``DistributedDataParallel`` (:func:`snn_norm_lite.distributed.wrap_data_parallel`), each
+    process on its part of every batch (give it the loader of
+    :meth:`~snn_norm_lite.data.Split.loaders`, whose ``DistributedSampler`` gets a new order
+    every epoch here). ``model`` itself is updated in place, callbacks and evaluation see it,
+    and the training loss and accuracy in the history are those of the global batches, so every
+    process records the same history.
 
     >>> from snn_norm_lite.data import load_digits
     >>> from snn_norm_lite.models import build_ann
@@ -236,24 +271,34 @@ def fit(
             raise TypeError(f"fit: {name} must be callable or None, got {type(callback).__name__}")
     if not isinstance(description, str):
         raise TypeError(f"fit: description must be a str, got {type(description).__name__}")
+    check_bool(amp, "amp", "fit")
+    mixed_precision(device, amp)  # refuses a device autocast cannot run on, before anything is built
     if hasattr(train_loader, "__len__") and len(train_loader) == 0:
         raise ValueError("fit: the training loader is empty (len 0); give it at least one batch")
     if next(iter(model.parameters()), None) is None:
         raise ValueError(f"fit: {type(model).__name__} has no parameters to train")
     model.to(device)
+    trained = model  # what the training passes run through: the model, or its DDP wrapper
+    if is_data_parallel() and epochs > 0:
+        first_batch = next(iter(train_loader))[0]
+        trained = wrap_data_parallel(model, device, first_batch)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     loss_fn = nn.CrossEntropyLoss()
     history = History()
     bar = tqdm(range(epochs), desc=description, disable=not progress, leave=False)
-    for _ in bar:
+    for epoch in bar:
         model.train()
+        sampler = getattr(train_loader, "sampler", None)
+        if isinstance(sampler, DistributedSampler):
+            sampler.set_epoch(epoch)  # a new shuffle every epoch, the same on every process
         started = time.perf_counter()
         loss_sum = correct = seen = 0
         for x, y in train_loader:
             x, y = x.to(device), y.to(device)
-            logits = model(x)
+            with mixed_precision(device, amp):
+                logits = trained(x)
             _check_logits(logits, y, "fit")
-            loss = loss_fn(logits, y)
+            loss = loss_fn(logits.float(), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -265,13 +310,14 @@ def fit(
         if seen == 0:
             raise ValueError("fit: the training loader yielded no samples; give it at least one batch")
         history.epoch_seconds.append(time.perf_counter() - started)
+        loss_sum, correct, seen = sum_over_processes([loss_sum, correct, seen], device)  # the global batches
         history.train_loss.append(loss_sum / seen)
         history.train_accuracy.append(100.0 * correct / seen)
         if val_loader is not None:
-            history.val_accuracy.append(evaluate(model, val_loader, device))
+            history.val_accuracy.append(evaluate(model, val_loader, device, amp=amp))
             bar.set_postfix(val_acc=f"{history.val_accuracy[-1]:.1f}")
         if on_epoch is not None:
             on_epoch(model, history)
     if test_loader is not None:
-        history.test_accuracy = evaluate(model, test_loader, device)
+        history.test_accuracy = evaluate(model, test_loader, device, amp=amp)
     return history

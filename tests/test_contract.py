@@ -28,11 +28,13 @@ import math
 
 import pytest
 import torch
+import torch.distributed as dist
 from torch import nn
 
 import snn_norm_lite
 from snn_norm_lite import inhibition, models, neurons, norms
 from snn_norm_lite.norms.registry import available_norms, build_norm, get_spec
+from snn_norm_lite.norms.synchronised import batch_var_mean
 from snn_norm_lite.probes import spiking_layers
 
 C, T = 3, 2  # channels and time steps of the layers under test (small: the rules are about shapes)
@@ -357,6 +359,22 @@ def _scale_gradient():
     return (lambda v: inhibition.scale_gradient(v * v, 0.25)), [x]
 
 
+def _all_reduce_sum():
+    """The synchronised statistics in a process group of one (the collective is then the identity)."""
+    if not dist.is_initialized():
+        dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    x = torch.randn(3, 4, 2, dtype=torch.float64, requires_grad=True)
+    return (lambda v: batch_var_mean(v, (0, 2), dist.group.WORLD)[0]), [x]
+
+
+@pytest.fixture(autouse=True)
+def no_process_group_left_behind():
+    """A table entry may start a one-process group; no other test sees it."""
+    yield
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
 # function name -> (how to reach it through the public API: a function and its float64 inputs,
 #                   first-order only?)
 AUTOGRAD_FUNCTIONS = {
@@ -365,6 +383,7 @@ AUTOGRAD_FUNCTIONS = {
     "_MPBNTrainingSequence": (_mpbn_fused, True),
     "_MembraneSpike": (_mpbn_per_step, False),
     "_ScaleGradient": (_scale_gradient, False),
+    "_AllReduceSum": (_all_reduce_sum, True),
 }
 
 

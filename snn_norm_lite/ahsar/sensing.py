@@ -7,6 +7,8 @@ from typing import Callable, Optional, Sequence
 import torch
 from torch import nn
 
+from ..distributed import average_over_processes
+
 
 class SensorHook:
     """One forward hook of a :class:`LayerRateSensor`: ``role`` is ``"begin"`` (the model's
@@ -93,7 +95,9 @@ class LayerRateSensor:
     there, never between a forward pass and its backward pass); at the end of a measured pass
     ``on_rates(rates, training)`` receives the ``[L]`` rates. Training passes are measured,
     evaluation passes only with ``sense_in_eval``; a pass in which a layer did not run gives
-    no measurement. The hooks do not synchronise with the device. Copies of ``model`` (deep
+    no measurement. The hooks do not synchronise with the device. In a data-parallel run a
+    training pass's rates are averaged over the processes (each holds an equal part of the
+    global batch), so every process's controller sees the rates of the whole batch. Copies of ``model`` (deep
     copies, pickled or saved models) carry the hooks but are neither measured nor regulated
     (see :class:`SensorHook`). :meth:`remove` takes them off.
 
@@ -156,4 +160,7 @@ class LayerRateSensor:
         self._measuring = False
         if 0 in self._calls:  # a layer did not run in this pass: no complete measurement
             return
-        self._on_rates(torch.stack([s / c for s, c in zip(self._sums, self._calls)]), module.training)
+        rates = torch.stack([s / c for s, c in zip(self._sums, self._calls)])
+        if module.training:  # data-parallel: every process regulates by the rates of the whole global batch
+            rates = average_over_processes(rates)
+        self._on_rates(rates, module.training)

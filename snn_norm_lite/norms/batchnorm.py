@@ -19,10 +19,12 @@ from torch import nn
 from .registry import NormSpec, register
 from ..checks import check_bool, check_channels, check_floating, check_positive_int, check_rank, keep_finite
 from ..sequences import merge_time, split_time
+from .precision import full_precision_forward
 from .step_statistics import check_enough_values, check_eps_and_momentum, check_same_dtype
+from .synchronised import BatchStatisticsNorm, batch_norm_across_processes
 
 
-class BatchNorm2d(nn.BatchNorm2d):
+class BatchNorm2d(BatchStatisticsNorm, nn.BatchNorm2d):
     """``nn.BatchNorm2d`` with the package's checks: the conventional network's BatchNorm.
 
     The same computation, parameters, buffers and ``state_dict`` keys as ``nn.BatchNorm2d``
@@ -34,7 +36,11 @@ class BatchNorm2d(nn.BatchNorm2d):
       training batch must hold more than one value per channel (an empty batch, B = 0 or
       H = W = 0, is refused before anything changes);
     * a training batch with NaN/Inf leaves the running statistics as they were, element-wise
-      (:func:`~snn_norm_lite.checks.keep_finite`), while the output shows the NaN.
+      (:func:`~snn_norm_lite.checks.keep_finite`), while the output shows the NaN;
+    * after :func:`~snn_norm_lite.distributed.convert_sync_norms`, the training statistics span
+      every process of a data-parallel run (:mod:`~snn_norm_lite.norms.synchronised`);
+    * under autocast the statistics and the output stay in the layer's dtype
+      (:mod:`~snn_norm_lite.norms.precision`).
 
     >>> bn = BatchNorm2d(3)
     >>> bn(torch.randn(8, 3, 5, 5)).shape
@@ -82,13 +88,19 @@ class BatchNorm2d(nn.BatchNorm2d):
             self.num_batches_tracked.add_(1)
             running_mean, running_var = running_mean.clone(), running_var.clone()
         use_batch_statistics = self.training or running_mean is None  # nn.BatchNorm2d's rule
-        y = F.batch_norm(merged, running_mean, running_var, weight, bias, use_batch_statistics, self.momentum, self.eps)
+        group = self.statistics_group() if self.training else None  # as nn.SyncBatchNorm: training only
+        if group is None:
+            y = F.batch_norm(merged, running_mean, running_var, weight, bias, use_batch_statistics, self.momentum, self.eps)
+        else:  # statistics over every process of a data-parallel run
+            running = (running_mean, running_var) if update else (None, None)
+            y = batch_norm_across_processes(merged, *running, weight, bias, self.momentum, self.eps, group)
         if update:
             with torch.no_grad():
                 self.running_mean.copy_(keep_finite(running_mean, self.running_mean))
                 self.running_var.copy_(keep_finite(running_var, self.running_var))
         return y
 
+    @full_precision_forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         name = type(self).__name__
         check_floating(x, name)
@@ -132,6 +144,7 @@ class SequenceBatchNorm2d(BatchNorm2d):
         if self.training:
             check_enough_values(x[0, :, 0].numel(), name, shape=x.shape)
 
+    @full_precision_forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Normalise ``[T, B, C, H, W]``; a NaN/Inf batch leaves the running statistics as they were
         (element-wise) while the output shows the NaN.

@@ -27,6 +27,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .precision import full_precision_forward
 from .registry import NormSpec, register
 from .step_statistics import PerStepNorm, apply_per_step_affine, normalise_per_step, unbiased, update_running
 
@@ -78,12 +79,14 @@ class BatchNormThroughTime2d(PerStepNorm):
         super().__init__(num_features, num_steps, eps, momentum, statistics_per_step=True)
         self.weight = nn.Parameter(torch.ones(num_steps, num_features))
 
+    @full_precision_forward
     def forward(self, x: torch.Tensor, t: int | None = None) -> torch.Tensor:
         x, rows = self._check_input(x, t)
         weight = self.weight[rows]
         if self.training:
-            count = self._training_count(x)
-            y, step_mean, step_var = normalise_per_step(x, bntt_coefficients(self.eps), weight)
+            group = self.statistics_group()
+            count = self._statistics_count(x, group)
+            y, step_mean, step_var = normalise_per_step(x, bntt_coefficients(self.eps), weight, group=group)
             update_running(self.running_mean[rows], step_mean, self.momentum)
             update_running(self.running_var[rows], unbiased(step_var, count), self.momentum)
             if t is None or t == self.num_steps - 1:

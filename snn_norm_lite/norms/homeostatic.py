@@ -85,7 +85,9 @@ from ..checks import (
     check_rank,
     check_step_index,
 )
+from .precision import full_precision_forward
 from .step_statistics import check_enough_values, check_eps_and_momentum, check_same_dtype
+from .synchronised import BatchStatisticsNorm, batch_var_mean
 
 
 def gain_and_bias(running_mean: torch.Tensor, running_var: torch.Tensor, eps: float):
@@ -144,7 +146,7 @@ def _affine(x, gain, bias, weight, affine_bias, view):
     return x * view(scale.to(x.dtype)) + view(shift.to(x.dtype))
 
 
-class HomeostaticNorm(_NormBase):
+class HomeostaticNorm(BatchStatisticsNorm, _NormBase):
     """Drop-in replacement for ``BatchNorm1d``/``BatchNorm2d`` driven by homeostatic feedback.
 
     ``y = weight * (g * x + b) + bias`` with per-channel gain ``g`` and bias ``b`` that track
@@ -207,11 +209,14 @@ class HomeostaticNorm(_NormBase):
         """The current homeostatic state (g, b), one value per channel."""
         return gain_and_bias(self.running_mean, self.running_var, self.eps)
 
+    @full_precision_forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input_dim(x)
         if self.training:
-            dims = [d for d in range(x.dim()) if d != 1]
-            batch_var, batch_mean = torch.var_mean(x if not self.batch_free else x.detach(), dim=dims, correction=0)
+            dims = tuple(d for d in range(x.dim()) if d != 1)
+            batch_var, batch_mean, _ = batch_var_mean(
+                x if not self.batch_free else x.detach(), dims, self.statistics_group()
+            )
         if self.training and not self.batch_free:
             gain, bias = gain_and_bias(batch_mean, batch_var, self.eps)
         else:
@@ -226,7 +231,7 @@ class HomeostaticNorm(_NormBase):
         return y
 
 
-class TemporalHomeostaticNorm2d(nn.Module):
+class TemporalHomeostaticNorm2d(BatchStatisticsNorm, nn.Module):
     """Homeostatic normalisation with a separate state (g_t, b_t) for every time step.
 
     ``y_t = weight * (g_t * x_t + b_t) + bias`` for ``x_t`` of shape ``[B, C, H, W]``; the
@@ -296,6 +301,7 @@ class TemporalHomeostaticNorm2d(nn.Module):
         """The current state: gains and biases of shape ``[num_steps, C]``."""
         return gain_and_bias(self.running_mean, self.running_var, self.eps)
 
+    @full_precision_forward
     def forward(self, x: torch.Tensor, t: int | None = None) -> torch.Tensor:
         name = type(self).__name__
         check_floating(x, name)
@@ -317,7 +323,9 @@ class TemporalHomeostaticNorm2d(nn.Module):
         if self.training:  # batch statistics for the state update, in both modes (batch_free too)
             count = x.shape[stat_dims[0]] * x.shape[stat_dims[1]] * x.shape[stat_dims[2]]
             check_enough_values(count, name, shape=x.shape)
-            batch_var, batch_mean = torch.var_mean(x if not self.batch_free else x.detach(), dim=stat_dims, correction=0)
+            batch_var, batch_mean, _ = batch_var_mean(
+                x if not self.batch_free else x.detach(), stat_dims, self.statistics_group()
+            )
         if self.training and not self.batch_free:
             gain, bias = gain_and_bias(batch_mean.reshape(-1, self.num_features), batch_var.reshape(-1, self.num_features), self.eps)
         else:

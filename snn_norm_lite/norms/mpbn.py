@@ -97,7 +97,9 @@ from ..checks import (
     keep_finite,
 )
 from ..neurons import SURROGATE_ALPHA, arctan_surrogate_grad, show_non_finite
+from .precision import full_precision_forward
 from .step_statistics import check_enough_values, check_eps_and_momentum, check_same_dtype
+from .synchronised import BatchStatisticsNorm, batch_norm_across_processes
 
 RESETS = ("subtract", "zero")
 SURROGATES = ("arctan", "tanh_window")
@@ -251,7 +253,7 @@ def _check_choice(value, choices, argument: str, layer: str) -> str:
     return value
 
 
-class MPBNLeaky(nn.Module):
+class MPBNLeaky(BatchStatisticsNorm, nn.Module):
     """Multi-step LIF neurons with a BatchNorm on the membrane potential before the threshold (MPBN).
 
     ``[T, B, C, ...]`` input currents in, spikes of the same shape out (see the module docstring
@@ -332,12 +334,13 @@ class MPBNLeaky(nn.Module):
         scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
         return scale, bn.bias - bn.running_mean * scale
 
+    @full_precision_forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         name = type(self).__name__
         bn = self.membrane_norm
         _check_sequence(x, self.num_features, bn.weight, name)
         if self.training:
-            if not self.uses_fused_training:
+            if not self.uses_fused_training or self.statistics_group() is not None:
                 return self.forward_per_step(x)
             check_enough_values(x[0, :, 0].numel(), name, shape=x.shape)
             running_mean, running_var = bn.running_mean.clone(), bn.running_var.clone()
@@ -358,8 +361,10 @@ class MPBNLeaky(nn.Module):
 
         Each step: the membrane update (:func:`_membrane_step`), ``F.batch_norm`` with that
         step's batch statistics (which also updates the running statistics), the spike with the
-        chosen surrogate. ``forward`` uses it for non-default options; with the default ones it
-        gives the fused node's spikes, gradients and running statistics.
+        chosen surrogate. ``forward`` uses it for non-default options, and when the statistics
+        span the processes of a data-parallel run (then each step's statistics are taken over
+        all of them, :mod:`~snn_norm_lite.norms.synchronised`); with the default options on one
+        process it gives the fused node's spikes, gradients and running statistics.
 
         >>> _ = torch.manual_seed(0)
         >>> x = torch.randn(3, 8, 2, 4, 4)
@@ -374,7 +379,13 @@ class MPBNLeaky(nn.Module):
         running_mean, running_var = bn.running_mean.clone(), bn.running_var.clone()
         bn.num_batches_tracked.add_(x.shape[0])
 
+        group = self.statistics_group()
+
         def normalise(u):
+            if group is not None:
+                return batch_norm_across_processes(
+                    u, running_mean, running_var, bn.weight, bn.bias, bn.momentum, bn.eps, group
+                )
             return F.batch_norm(u, running_mean, running_var, bn.weight, bn.bias, True, bn.momentum, bn.eps)
 
         spikes = self._run(x, normalise)

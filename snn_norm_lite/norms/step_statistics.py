@@ -48,6 +48,7 @@ from ..checks import (
     check_unit_interval,
     keep_finite,
 )
+from .synchronised import BatchStatisticsNorm, batch_var_mean, total_count
 
 Coefficients = Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 
@@ -266,7 +267,7 @@ class _PerStepAffineNorm(torch.autograd.Function):
         return (grad_x, None, *param_grads)
 
 
-def normalise_per_step(x: torch.Tensor, coefficients: Coefficients, *params: torch.Tensor):
+def normalise_per_step(x: torch.Tensor, coefficients: Coefficients, *params: torch.Tensor, group=None):
     """Apply ``y = scale * (x - center) + bias`` with coefficients computed from per-step moments.
 
     Args:
@@ -276,6 +277,10 @@ def normalise_per_step(x: torch.Tensor, coefficients: Coefficients, *params: tor
             ``[T, C]`` over (B, *) and each result broadcasts to ``[T, C]``. Autograd
             differentiates through it; it must use only differentiable tensor operations.
         params: the tensors ``coefficients`` needs besides the statistics (parameters).
+        group: ``None`` (statistics of this batch), or a process group whose processes each
+            hold part of the batch: the statistics are then taken over all of them
+            (:mod:`~snn_norm_lite.norms.synchronised`), with plain autograd operations instead
+            of the fused node below (slower, the same numbers).
 
     Returns:
         ``(y, step_mean, step_var)``: the output, shaped like ``x``, and the detached per-step
@@ -296,6 +301,12 @@ def normalise_per_step(x: torch.Tensor, coefficients: Coefficients, *params: tor
     >>> torch.allclose(y.var(dim=(1, 3, 4), correction=0), torch.ones(3, 2), atol=1e-3)
     True
     """
+    if group is not None:
+        step_var, step_mean, _ = batch_var_mean(x, (1,) + tuple(range(3, x.dim())), group)
+        scale, center, bias = coefficients(step_mean, step_var, *params)
+        steps, channels = step_mean.shape
+        scale, shift = scale.expand(steps, channels), (bias - scale * center).expand(steps, channels)
+        return apply_per_step_affine(x, scale, shift), step_mean.detach(), step_var.detach()
     return _PerStepAffineNorm.apply(x.contiguous(), coefficients, *params)
 
 
@@ -312,7 +323,7 @@ def apply_per_step_affine(x: torch.Tensor, scale: torch.Tensor, shift: torch.Ten
     return torch.addcmul(shift.to(x.dtype).view(view), x, scale.to(x.dtype).view(view))
 
 
-class PerStepNorm(nn.Module):
+class PerStepNorm(BatchStatisticsNorm, nn.Module):
     """What BNTT, TEBN and TAB share: arguments, running statistics, ``repr`` and their reset.
 
     Checks ``num_features`` and ``num_steps`` (positive ints), ``eps`` (> 0) and ``momentum``
@@ -371,3 +382,7 @@ class PerStepNorm(nn.Module):
         count = values_per_step_and_channel(x)
         check_enough_values(count, type(self).__name__, shape=x.shape)
         return count
+
+    def _statistics_count(self, x: torch.Tensor, group):
+        """:meth:`_training_count` of this process, summed over ``group`` when the statistics span processes."""
+        return total_count(self._training_count(x), group, x)

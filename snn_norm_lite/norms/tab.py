@@ -46,9 +46,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .precision import full_precision_forward
 from .registry import NormSpec, register
 from ..checks import check_floating, check_rank
 from .step_statistics import PerStepNorm, apply_per_step_affine, normalise_per_step, unbiased, update_running
+from .synchronised import batch_var_mean
 
 
 def window_statistics(step_mean: torch.Tensor, step_var: torch.Tensor):
@@ -189,6 +191,7 @@ class TemporalAccumulatedBatchNorm2d(PerStepNorm):
         self.reset_window()
         return super().train(mode)
 
+    @full_precision_forward
     def forward(self, x: torch.Tensor, t: int | None = None) -> torch.Tensor:
         x, rows = self._check_input(x, t)
         if not self.training:
@@ -196,12 +199,13 @@ class TemporalAccumulatedBatchNorm2d(PerStepNorm):
             scale = p2 * self.weight[rows] * torch.rsqrt(self.running_var[rows] + self.eps)
             y = apply_per_step_affine(x, scale, p2 * self.bias[rows] - self.running_mean[rows] * scale)
             return y if t is None else y[0]
-        count = self._training_count(x)
+        group = self.statistics_group()
+        count = self._statistics_count(x, group)
         if t is not None:
-            return self._training_step(x[0], t, count)
+            return self._training_step(x[0], t, count, group)
         self.reset_window()
         y, step_mean, step_var = normalise_per_step(
-            x, tab_coefficients(self.eps), self.weight, self.bias, self.time_weight
+            x, tab_coefficients(self.eps), self.weight, self.bias, self.time_weight, group=group
         )
         mean, var = window_statistics(step_mean, step_var)
         window_counts = count * torch.arange(1, self.num_steps + 1, dtype=var.dtype, device=var.device)
@@ -210,8 +214,11 @@ class TemporalAccumulatedBatchNorm2d(PerStepNorm):
         self.num_batches_tracked.add_(1)
         return y
 
-    def _training_step(self, x_t: torch.Tensor, t: int, count: int) -> torch.Tensor:
-        """One step of a sequence in training: update the window sums, normalise with them."""
+    def _training_step(self, x_t: torch.Tensor, t: int, count, group) -> torch.Tensor:
+        """One step of a sequence in training: update the window sums, normalise with them.
+
+        ``count`` values per channel in this step (over all processes of ``group``, when not None).
+        """
         name = type(self).__name__
         if t == 0:
             self._window = None
@@ -227,7 +234,7 @@ class TemporalAccumulatedBatchNorm2d(PerStepNorm):
                 f"{name}: step t={t} has shape {tuple(x_t.shape)} but the earlier steps of this sequence had "
                 f"shape {tuple(self._window['shape'])}"
             )
-        step_var, step_mean = torch.var_mean(x_t, dim=(0, 2, 3), correction=0)
+        step_var, step_mean, _ = batch_var_mean(x_t, (0, 2, 3), group)
         if t == 0:
             window = {"shift": step_mean.detach(), "sum_deviation": 0.0, "sum_second": 0.0, "shape": x_t.shape}
         else:

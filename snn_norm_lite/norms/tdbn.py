@@ -45,6 +45,7 @@ from .registry import NormSpec, register
 from ..checks import check_positive_number
 from ..sequences import merge_time, split_time
 from .batchnorm import SequenceBatchNorm2d
+from .precision import full_precision_forward
 
 
 class ThresholdDependentBatchNorm2d(SequenceBatchNorm2d):
@@ -80,6 +81,7 @@ class ThresholdDependentBatchNorm2d(SequenceBatchNorm2d):
     def extra_repr(self) -> str:
         return f"{self.num_features}, alpha={self.alpha:.4g}, v_th={self.v_th:.4g}, eps={self.eps}, momentum={self.momentum}"
 
+    @full_precision_forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_sequence(x)  # shapes, dtype, T >= 1, and more than one value per channel in training
         merged, steps_and_batch = merge_time(x)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .precision import full_precision_forward
 from .registry import NormSpec, register
 from .step_statistics import PerStepNorm, apply_per_step_affine, normalise_per_step, unbiased, update_running
 
@@ -106,6 +107,7 @@ class TemporalEffectiveBatchNorm2d(PerStepNorm):
         self.bias = nn.Parameter(torch.zeros(num_features))
         self.time_weight = nn.Parameter(torch.ones(num_steps))
 
+    @full_precision_forward
     def forward(self, x: torch.Tensor, t: int | None = None) -> torch.Tensor:
         if self.training and t is not None:
             raise ValueError(
@@ -114,9 +116,10 @@ class TemporalEffectiveBatchNorm2d(PerStepNorm):
             )
         x, rows = self._check_input(x, t)
         if self.training:
-            count = self._training_count(x)
+            group = self.statistics_group()
+            count = self._statistics_count(x, group)
             y, step_mean, step_var = normalise_per_step(
-                x, tebn_coefficients(self.eps), self.weight, self.bias, self.time_weight
+                x, tebn_coefficients(self.eps), self.weight, self.bias, self.time_weight, group=group
             )
             mean, var = pool_over_time(step_mean, step_var)
             update_running(self.running_mean, mean[0], self.momentum)
