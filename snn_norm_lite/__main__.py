@@ -34,6 +34,7 @@ import time
 import torch
 
 from .comparison import DEFAULT_AHSAR, compare_methods, comparison_config, save_comparison
+from . import data
 from .data import DATASETS, load_cifar10, load_dataset
 from .distributed import init_from_environment, is_data_parallel, rank, world_size
 from .encoding import ENCODINGS
@@ -196,7 +197,13 @@ def load_split(args: argparse.Namespace):
         if rank() == 0:
             load_cifar10(root, download=True, limit=2)  # fetch and unpack once
         torch.distributed.barrier()
-    return load_cifar10(root, download=args.download, limit=args.limit)
+    try:
+        return load_cifar10(root, download=args.download, limit=args.limit)
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"no CIFAR-10 under {root} (the folder {data.CIFAR10_FOLDER} of the official python archive); add "
+            "--download to fetch it there (about 170 MB, needs a network connection), or point --data-dir at it"
+        ) from None
 
 
 def _print_norms() -> None:

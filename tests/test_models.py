@@ -208,3 +208,24 @@ def test_constructors_refuse_bad_arguments(build, kwargs, error, match):
 def test_blocks_refuse_what_is_not_a_module():
     with pytest.raises(TypeError, match="SpikingBlock: norm must be an nn.Module"):
         SpikingBlock(nn.Conv2d(1, 4, 3), "bn", MultiStepLeaky())
+
+
+@pytest.mark.parametrize("norm", available_norms())
+def test_every_method_builds_a_cifar10_network_with_a_small_read_out(norm):
+    """3 x 32 x 32 input: after the first pool the map is 16 x 16, average-pooled to 4 x 4 for the read-out."""
+    torch.manual_seed(0)
+    model = build_snn(norm, depth=2, width=4, num_steps=2, in_channels=3, image_size=32)
+    readout = model.readout
+    assert (readout.in_features if hasattr(readout, "in_features") else readout.weight_ee.shape[1]) == 4 * 4 * 4
+    x, y = torch.rand(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
+    logits = model(x)
+    assert logits.shape == (4, 10)
+    nn.functional.cross_entropy(logits, y).backward()  # trains
+    if norm in available_norms("ann"):
+        assert build_ann(norm, depth=2, width=4, in_channels=3, image_size=32)(x).shape == (4, 10)
+
+
+def test_digits_networks_have_no_read_out_pool():
+    """The book's networks are unchanged: the 4 x 4 map after the first pool goes to the read-out as it is."""
+    assert build_snn("bn", depth=2, width=4, num_steps=2).readout_pool is None
+    assert build_ann("bn", depth=2, width=4).readout.in_features == 4 * 4 * 4
