@@ -189,16 +189,25 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def load_split(args: argparse.Namespace):
     """The data set the command trains on. CIFAR-10 is downloaded only with ``--download``; in a
-    data-parallel run process 0 downloads while the others wait, then every process reads it."""
+    data-parallel run the first process of each machine (``LOCAL_RANK`` 0) downloads while the
+    others wait, then every process reads it."""
     if args.dataset != "cifar10":
         return load_dataset(args.dataset)
     root = args.data_dir if args.data_dir is not None else DEFAULT_CIFAR10_DIR
-    if args.download and is_data_parallel():
-        if rank() == 0:
-            load_cifar10(root, download=True, limit=2)  # fetch and unpack once
+    download = args.download
+    if download and is_data_parallel():
+        failure = None
+        if int(os.environ.get("LOCAL_RANK", "0")) == 0:
+            try:
+                load_cifar10(root, download=True, limit=2)  # fetch and unpack once per machine
+            except (OSError, ValueError) as error:  # reach the barrier anyway: nobody waits forever
+                failure = error
         torch.distributed.barrier()
+        if failure is not None:
+            raise failure
+        download = False  # the others read what the first process fetched
     try:
-        return load_cifar10(root, download=args.download, limit=args.limit)
+        return load_cifar10(root, download=download, limit=args.limit)
     except FileNotFoundError:
         raise FileNotFoundError(
             f"no CIFAR-10 under {root} (the folder {data.CIFAR10_FOLDER} of the official python archive); add "
@@ -255,7 +264,7 @@ def _run(args: argparse.Namespace, device: str) -> int:
             config = headline_config(**budget)
             result = headline(args.norms, seeds=seeds, config=config, progress=progress, split=split)
             paths = None
-    except (ValueError, FileNotFoundError, ConnectionError) as error:
+    except (ValueError, OSError) as error:  # bad settings, missing or undownloadable data
         print(f"error: {error}", file=sys.stderr)
         return 2
     if args.json:
