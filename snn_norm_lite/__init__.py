@@ -2,7 +2,8 @@
 
 Modules, in the order data flows through them: ``data`` -> ``neurons`` and ``norms`` ->
 ``models`` -> ``training`` -> ``probes`` -> ``plots`` and ``widgets``; ``experiments`` ties them
-together for the chapters and the command line (``python -m snn_norm_lite``).
+together for the chapters and the command line (``python -m snn_norm_lite``); ``distributed``
+runs them data-parallel on several processes (``torchrun``).
 """
 
 __version__ = "0.1.0"
