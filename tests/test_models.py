@@ -229,3 +229,20 @@ def test_digits_networks_have_no_read_out_pool():
     """The book's networks are unchanged: the 4 x 4 map after the first pool goes to the read-out as it is."""
     assert build_snn("bn", depth=2, width=4, num_steps=2).readout_pool is None
     assert build_ann("bn", depth=2, width=4).readout.in_features == 4 * 4 * 4
+
+
+@pytest.mark.parametrize("norm", available_norms())
+def test_every_network_trains_a_step_under_bfloat16_autocast(norm):
+    """Mixed precision (meant for CUDA; CPU autocast runs the same code): finite loss and gradients,
+    float32 statistics, and the same network outside autocast afterwards."""
+    torch.manual_seed(0)
+    model = build_snn(norm, depth=2, width=4, num_steps=2)
+    x, y = torch.rand(8, 1, 8, 8), torch.randint(0, 10, (8,))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(x)
+    loss = nn.functional.cross_entropy(logits.float(), y)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    assert all(b.dtype in (torch.float32, torch.long, torch.bool) for b in model.buffers())
+    assert model(x).dtype == torch.float32
