@@ -46,6 +46,7 @@ from snntorch import surrogate
 from torch import nn
 
 from .checks import check_first_order, check_floating, check_positive_number, check_unit_interval
+from .precision import full_precision_forward
 from .sequences import check_sequence
 
 SURROGATE_ALPHA = 2.0  # snntorch's default arctan slope
@@ -139,6 +140,8 @@ class MultiStepLeaky(nn.Module):
     tensor([0., nan, nan, nan])
 
     Input: a float tensor ``[T, B, ...]`` with ``T >= 1`` (any float dtype; the output has it).
+    Under autocast (mixed precision) the membranes are integrated in the dtype of ``threshold``,
+    float32 by default (:mod:`snn_norm_lite.precision`).
     """
 
     def __init__(self, beta: float = 0.9, threshold: float = 1.0, backend: str = "fused"):
@@ -154,6 +157,7 @@ class MultiStepLeaky(nn.Module):
     def extra_repr(self) -> str:
         return f"beta={self.beta}, threshold={float(self.threshold):.4g}, backend={self.backend!r}"
 
+    @full_precision_forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         name = type(self).__name__
         check_floating(x, name)

@@ -154,7 +154,7 @@ def mixed_precision(device, amp: bool):
     """The autocast region of a training or evaluation pass: bfloat16 when ``amp``, else a no-op.
 
     The package's normalisers keep their statistics in float32 inside it
-    (:mod:`snn_norm_lite.norms.precision`). Supported on ``cuda`` (its purpose) and ``cpu``.
+    (:mod:`snn_norm_lite.precision`). Supported on ``cuda`` (its purpose) and ``cpu``.
 
     >>> with mixed_precision("cpu", amp=True):
     ...     torch.nn.Linear(4, 2)(torch.rand(3, 4)).dtype

@@ -10,6 +10,7 @@ import torch
 
 from snn_norm_lite import data
 from snn_norm_lite.__main__ import main
+from snn_norm_lite.neurons import MultiStepLeaky
 from snn_norm_lite.norms import available_norms, build_norm, get_spec
 from test_data import write_fake_cifar
 
@@ -92,12 +93,13 @@ def _layers():
             yield name, lambda name=name: build_norm(name, 4, 3)
         if spec.neuron is not None:
             yield f"{name} neuron", lambda spec=spec: spec.neuron(4, threshold=0.5, beta=0.9)
+    yield "LIF neuron", lambda: MultiStepLeaky(beta=0.9, threshold=0.5)
 
 
 @pytest.mark.parametrize("label, build", list(_layers()), ids=[label for label, _ in _layers()])
 def test_under_autocast_a_normaliser_computes_in_float32(label, build):
-    """A bfloat16 input inside autocast is normalised exactly as its float32 conversion outside it,
-    and the running statistics stay float32."""
+    """A bfloat16 input inside autocast is normalised (or integrated, by a neuron) exactly as its
+    float32 conversion outside it, and the running statistics stay float32."""
     torch.manual_seed(0)
     x = (torch.randn(3, 8, 4, 5, 5) * 2 + 1).bfloat16()
     in_autocast, reference = build(), build()

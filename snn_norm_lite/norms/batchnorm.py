@@ -19,7 +19,7 @@ from torch import nn
 from .registry import NormSpec, register
 from ..checks import check_bool, check_channels, check_floating, check_positive_int, check_rank, keep_finite
 from ..sequences import merge_time, split_time
-from .precision import full_precision_forward
+from ..precision import full_precision_forward
 from .step_statistics import check_enough_values, check_eps_and_momentum, check_same_dtype
 from .synchronised import BatchStatisticsNorm, batch_norm_across_processes
 
@@ -40,7 +40,7 @@ class BatchNorm2d(BatchStatisticsNorm, nn.BatchNorm2d):
     * after :func:`~snn_norm_lite.distributed.convert_sync_norms`, the training statistics span
       every process of a data-parallel run (:mod:`~snn_norm_lite.norms.synchronised`);
     * under autocast the statistics and the output stay in the layer's dtype
-      (:mod:`~snn_norm_lite.norms.precision`).
+      (:mod:`~snn_norm_lite.precision`).
 
     >>> bn = BatchNorm2d(3)
     >>> bn(torch.randn(8, 3, 5, 5)).shape

@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .precision import full_precision_forward
+from ..precision import full_precision_forward
 from .registry import NormSpec, register
 from .step_statistics import PerStepNorm, apply_per_step_affine, normalise_per_step, unbiased, update_running
 

@@ -85,7 +85,7 @@ from ..checks import (
     check_rank,
     check_step_index,
 )
-from .precision import full_precision_forward
+from ..precision import full_precision_forward
 from .step_statistics import check_enough_values, check_eps_and_momentum, check_same_dtype
 from .synchronised import BatchStatisticsNorm, batch_var_mean
 

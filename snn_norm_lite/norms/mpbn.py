@@ -97,7 +97,7 @@ from ..checks import (
     keep_finite,
 )
 from ..neurons import SURROGATE_ALPHA, arctan_surrogate_grad, show_non_finite
-from .precision import full_precision_forward
+from ..precision import full_precision_forward
 from .step_statistics import check_enough_values, check_eps_and_momentum, check_same_dtype
 from .synchronised import BatchStatisticsNorm, batch_norm_across_processes
 

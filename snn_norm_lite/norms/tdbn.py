@@ -45,7 +45,7 @@ from .registry import NormSpec, register
 from ..checks import check_positive_number
 from ..sequences import merge_time, split_time
 from .batchnorm import SequenceBatchNorm2d
-from .precision import full_precision_forward
+from ..precision import full_precision_forward
 
 
 class ThresholdDependentBatchNorm2d(SequenceBatchNorm2d):

@@ -1,16 +1,18 @@
-"""Normalisers under mixed precision: statistics stay in the layer's own dtype.
+"""Mixed precision: normalisers and neurons keep their statistics and membranes in float32.
 
-Under ``torch.autocast(device, dtype=torch.bfloat16)`` a convolution returns bfloat16. A batch
-mean or variance summed in bfloat16 keeps about three significant digits, and the running
-statistics averaged from it drift; PyTorch's own BatchNorm therefore computes in float32 under
-autocast. The package's normalisers do the same with :func:`full_precision_forward`: inside an
-autocast region the input is converted to the layer's dtype (that of its parameters and
-buffers, float32 unless you changed it) and autocast is switched off for the layer, so its
-statistics, its output and its running statistics are all in that dtype. The next convolution
-converts back to bfloat16 by itself.
+Under ``torch.autocast(device, dtype=torch.bfloat16)`` a convolution returns bfloat16, which
+keeps about three significant digits. That is enough for a convolution's output, not for what
+is *accumulated* from it: a batch mean or variance summed over thousands of values, running
+statistics averaged over hundreds of batches, a membrane potential integrated over T steps
+(PyTorch's own BatchNorm kernels likewise accumulate in float32 and keep float32 running
+statistics). With :func:`full_precision_forward` on their ``forward``, the package's
+normalisers and its LIF neuron convert a lower-precision input to their own dtype (that of their
+parameters and buffers, float32 unless you changed it) inside an autocast region and switch
+autocast off while they run, so statistics, running statistics, membranes and outputs are all in
+that dtype. The next convolution converts back to bfloat16 by itself.
 
-Outside autocast nothing changes: an input of another dtype than the layer's is an error, as
-before (nothing is converted silently).
+Outside autocast nothing changes: a normaliser refuses an input of another dtype than its own,
+as before (nothing is converted silently).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ def layer_dtype(layer: nn.Module) -> torch.dtype | None:
 
 
 def full_precision_forward(forward):
-    """Decorate a normaliser's ``forward(self, x, ...)`` to run in the layer's dtype under autocast.
+    """Decorate a layer's ``forward(self, x, ...)`` to run in the layer's dtype under autocast.
 
     >>> from snn_norm_lite.norms import SequenceBatchNorm2d
     >>> norm = SequenceBatchNorm2d(3)
