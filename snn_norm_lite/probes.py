@@ -7,6 +7,7 @@ never change the model.
 
 from __future__ import annotations
 
+import itertools
 from contextlib import contextmanager
 from typing import Iterable
 
@@ -128,6 +129,12 @@ def per_step_statistics(model: nn.Module, x: torch.Tensor, layers=None, train_mo
 
 
 def _run_in_eval(model: nn.Module, x: torch.Tensor, train_mode: bool = False) -> None:
+    """Run ``model`` on ``x`` (moved to the model's device, as ``evaluate`` moves its batches) in
+    evaluation mode, or training mode with ``train_mode``; the model's mode is restored after."""
+    tensors = itertools.chain(model.parameters(), model.buffers())
+    device = next((tensor.device for tensor in tensors), None)
+    if device is not None:
+        x = x.to(device)
     was_training = model.training
     model.train(train_mode)
     try:
