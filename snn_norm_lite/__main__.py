@@ -233,8 +233,8 @@ def main(argv=None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     try:
-        if rank() != 0:  # under torchrun only process 0 prints (every process computes the same table)
-            with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+        if rank() != 0:  # under torchrun only process 0 prints the table (every process computes the same one);
+            with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):  # errors still reach stderr
                 return _run(args, device)
         return _run(args, device)
     finally:

@@ -121,8 +121,9 @@ class Split:
         In a data-parallel run (``torch.distributed`` initialised with W > 1 processes) the
         training loader gives this process its part of every epoch (``DistributedSampler``,
         shuffled with ``seed``, a new order each epoch once :func:`~snn_norm_lite.training.fit`
-        calls ``set_epoch``) in batches of ``batch_size / W``, so that the global batch is still
-        ``batch_size`` (which must be divisible by W). Every process evaluates the whole
+        calls ``set_epoch``; it repeats up to W - 1 images so that every process gets as many)
+        in batches of ``batch_size / W``, so that the global batch is still ``batch_size``
+        (which must be divisible by W). Every process evaluates the whole
         validation and test sets, so all of them report the same accuracies.
 
         >>> train, val, test = load_digits().loaders(batch_size=32, seed=0)
