@@ -24,6 +24,7 @@ from snn_norm_lite.distributed import (
     is_data_parallel,
     wrap_data_parallel,
 )
+from snn_norm_lite.data import load_digits
 from snn_norm_lite.models import build_snn
 from snn_norm_lite.norms import (
     HomeostaticNorm,
@@ -36,6 +37,7 @@ from snn_norm_lite.norms import (
     get_spec,
 )
 from snn_norm_lite.norms.synchronised import BatchStatisticsNorm
+from snn_norm_lite.training import fit, seed_everything
 
 WORLD = 2
 TOLERANCE = 1e-9
@@ -132,6 +134,28 @@ def _check_network(norm: str, rank: int, failures: list) -> None:
         _compare(failures, f"network {norm}", f"gradient of {name}", q.grad, p.grad)
 
 
+def _check_loaders_and_fit(rank: int, failures: list) -> None:
+    """Split.loaders shards the training set; fit trains through DDP and every process ends equal."""
+    split = load_digits().subset(96, 32, 32)
+    train, _, _ = split.loaders(batch_size=32, seed=0)
+    if train.batch_size != 16:
+        failures.append(f"loaders: a process's batch is {train.batch_size}, not 32 / 2")
+    shards = [None] * WORLD
+    dist.all_gather_object(shards, sorted(train.sampler))
+    if sorted(shards[0] + shards[1]) != list(range(96)):
+        failures.append("loaders: the processes' parts of the training set are not disjoint and complete")
+    seed_everything(0)
+    model = build_snn("tebn", depth=2, width=4, num_steps=2)
+    history = fit(model, *split.loaders(batch_size=32, seed=0)[:2], epochs=2, progress=False)
+    records = [None] * WORLD
+    state = {key: value.tolist() for key, value in model.state_dict().items()}
+    dist.all_gather_object(records, (history.train_loss, history.train_accuracy, history.val_accuracy, state))
+    if records[0] != records[1]:
+        failures.append("fit: the processes ended with different histories or networks")
+    if not all(block.norm.sync_statistics for block in model.blocks):
+        failures.append("fit: the normalisers were not synchronised")
+
+
 def _worker(rank: int, port: int, report: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=WORLD)
@@ -147,6 +171,7 @@ def _worker(rank: int, port: int, report: str) -> None:
         _check_layer("homeostatic one step at a time", homeostatic, False, rank, failures, one_step=True)
         for norm in available_norms():
             _check_network(norm, rank, failures)
+        _check_loaders_and_fit(rank, failures)
     finally:
         if rank == 0:
             with open(report, "w") as handle:
@@ -162,7 +187,8 @@ def two_process_report(tmp_path_factory):
 
 
 def test_two_processes_with_half_batches_match_one_process_with_the_whole_batch(two_process_report):
-    """Every registered method: outputs, input and parameter gradients, running statistics (1e-9)."""
+    """Every registered method: outputs, input and parameter gradients, running statistics (1e-9);
+    then the sharded loader and fit's data-parallel training."""
     assert two_process_report["failures"] == []
 
 
