@@ -725,6 +725,7 @@ def test_a_model_with_a_controller_attached_can_be_saved_and_loaded():
     assert all(torch.equal(a, b) for a, b in zip(copied.thresholds(), controller.thresholds()))
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_a_model_moved_after_attaching_is_regulated_where_it_is():
     model = _model(threshold=0.5)

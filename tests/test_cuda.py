@@ -19,9 +19,12 @@ from snn_norm_lite.models import build_snn
 from snn_norm_lite.norms import available_norms, build_norm, get_spec
 from test_data import write_fake_cifar
 
-pytestmark = pytest.mark.skipif(
-    not torch.cuda.is_available(), reason="needs a CUDA device (torch.cuda.is_available() is False on this machine)"
-)
+pytestmark = [
+    pytest.mark.cuda,
+    pytest.mark.skipif(
+        not torch.cuda.is_available(), reason="needs a CUDA device (torch.cuda.is_available() is False on this machine)"
+    ),
+]
 ROOT = Path(__file__).resolve().parents[1]
 
 
