@@ -10,7 +10,7 @@ backward pass. Two things in a spiking network need more than that, and this mod
   take them over its own slice, a different (noisier) method than on one device.
   :func:`convert_sync_norms` makes every normaliser of the package take them over the whole
   global batch (:mod:`snn_norm_lite.norms.synchronised`), as ``nn.SyncBatchNorm`` does for
-  PyTorch's BatchNorm (which knows none of the temporal layers, and runs only on GPUs).
+  PyTorch's BatchNorm (which knows none of the temporal layers, and does not run on the CPU).
 * **Initialisation from data.** An E-I circuit initialises itself from the first batch it sees;
   :func:`initialise_from_first_batch` runs that before DDP copies process 0's parameters to
   every process, so all replicas start from the same network.
@@ -78,7 +78,7 @@ def convert_sync_norms(module: nn.Module, process_group=None) -> nn.Module:
 
     A PyTorch ``BatchNorm`` that is not part of a package layer is refused (``TypeError``): it
     would silently keep per-process statistics. Replace it with the package's ``BatchNorm2d`` or
-    use ``nn.SyncBatchNorm.convert_sync_batchnorm`` (GPUs only) first.
+    use ``nn.SyncBatchNorm.convert_sync_batchnorm`` (not on the CPU) first.
 
     >>> from snn_norm_lite.models import build_snn
     >>> model = convert_sync_norms(build_snn("tdbn", depth=2, width=4, num_steps=2))
@@ -101,7 +101,7 @@ def convert_sync_norms(module: nn.Module, process_group=None) -> nn.Module:
             raise TypeError(
                 f"convert_sync_norms: {name or 'the module'!r} is a torch.nn {type(layer).__name__}, which would keep "
                 "per-process statistics; use snn_norm_lite.norms.BatchNorm2d instead, or convert it with "
-                "nn.SyncBatchNorm.convert_sync_batchnorm (GPUs only)"
+                "nn.SyncBatchNorm.convert_sync_batchnorm (not on the CPU)"
             )
     return module
 
