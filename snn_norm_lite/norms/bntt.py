@@ -86,7 +86,9 @@ class BatchNormThroughTime2d(PerStepNorm):
         if self.training:
             group = self.statistics_group()
             count = self._statistics_count(x, group)
-            y, step_mean, step_var = normalise_per_step(x, bntt_coefficients(self.eps), weight, group=group)
+            y, step_mean, step_var = normalise_per_step(
+                x, bntt_coefficients(self.eps), weight, group=group, count=count
+            )
             update_running(self.running_mean[rows], step_mean, self.momentum)
             update_running(self.running_var[rows], unbiased(step_var, count), self.momentum)
             if t is None or t == self.num_steps - 1:

@@ -267,7 +267,7 @@ class _PerStepAffineNorm(torch.autograd.Function):
         return (grad_x, None, *param_grads)
 
 
-def normalise_per_step(x: torch.Tensor, coefficients: Coefficients, *params: torch.Tensor, group=None):
+def normalise_per_step(x: torch.Tensor, coefficients: Coefficients, *params: torch.Tensor, group=None, count=None):
     """Apply ``y = scale * (x - center) + bias`` with coefficients computed from per-step moments.
 
     Args:
@@ -281,6 +281,8 @@ def normalise_per_step(x: torch.Tensor, coefficients: Coefficients, *params: tor
             hold part of the batch: the statistics are then taken over all of them
             (:mod:`~snn_norm_lite.norms.synchronised`), with plain autograd operations instead
             of the fused node below (slower, the same numbers).
+        count: with ``group``, the values per (step, channel) over all its processes when the
+            caller has it already (it saves an all-reduce); found by itself otherwise.
 
     Returns:
         ``(y, step_mean, step_var)``: the output, shaped like ``x``, and the detached per-step
@@ -302,7 +304,7 @@ def normalise_per_step(x: torch.Tensor, coefficients: Coefficients, *params: tor
     True
     """
     if group is not None:
-        step_var, step_mean, _ = batch_var_mean(x, (1,) + tuple(range(3, x.dim())), group)
+        step_var, step_mean, _ = batch_var_mean(x, (1,) + tuple(range(3, x.dim())), group, count)
         scale, center, bias = coefficients(step_mean, step_var, *params)
         steps, channels = step_mean.shape
         scale, shift = scale.expand(steps, channels), (bias - scale * center).expand(steps, channels)

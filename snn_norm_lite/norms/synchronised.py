@@ -118,13 +118,14 @@ def total_count(count: int, group, like: torch.Tensor):
     return total
 
 
-def batch_var_mean(x: torch.Tensor, dims: tuple[int, ...], group=None):
+def batch_var_mean(x: torch.Tensor, dims: tuple[int, ...], group=None, count=None):
     """Biased variance and mean of ``x`` over ``dims`` (and over every process of ``group``), and their count.
 
     Returns ``(var, mean, count)``. With ``group=None`` this is ``torch.var_mean(x, dims,
     correction=0)`` and ``count`` the number of values per statistic (an int). With a group it is
     the two-pass computation of the module docstring over all processes, differentiable, and
-    ``count`` is the total, a tensor.
+    ``count`` is the total, a tensor; a caller that already has that total (:func:`total_count`)
+    passes it as ``count`` and saves an all-reduce.
 
     >>> x = torch.tensor([[1.0, 3.0], [5.0, 7.0]])
     >>> batch_var_mean(x, (0,))
@@ -135,7 +136,7 @@ def batch_var_mean(x: torch.Tensor, dims: tuple[int, ...], group=None):
     if group is None:
         var, mean = torch.var_mean(x, dim=dims, correction=0)
         return var, mean, local_count
-    count = total_count(local_count, group, x)
+    count = total_count(local_count, group, x) if count is None else count
     mean = all_reduce_sum(x.sum(dim=dims), group) / count
     centred = x - mean.view(_kept_shape(x, dims))
     var = all_reduce_sum(centred.square().sum(dim=dims), group) / count

@@ -205,7 +205,7 @@ class TemporalAccumulatedBatchNorm2d(PerStepNorm):
             return self._training_step(x[0], t, count, group)
         self.reset_window()
         y, step_mean, step_var = normalise_per_step(
-            x, tab_coefficients(self.eps), self.weight, self.bias, self.time_weight, group=group
+            x, tab_coefficients(self.eps), self.weight, self.bias, self.time_weight, group=group, count=count
         )
         mean, var = window_statistics(step_mean, step_var)
         window_counts = count * torch.arange(1, self.num_steps + 1, dtype=var.dtype, device=var.device)
@@ -234,7 +234,7 @@ class TemporalAccumulatedBatchNorm2d(PerStepNorm):
                 f"{name}: step t={t} has shape {tuple(x_t.shape)} but the earlier steps of this sequence had "
                 f"shape {tuple(self._window['shape'])}"
             )
-        step_var, step_mean, _ = batch_var_mean(x_t, (0, 2, 3), group)
+        step_var, step_mean, _ = batch_var_mean(x_t, (0, 2, 3), group, count)
         if t == 0:
             window = {"shift": step_mean.detach(), "sum_deviation": 0.0, "sum_second": 0.0, "shape": x_t.shape}
         else:

@@ -119,7 +119,7 @@ class TemporalEffectiveBatchNorm2d(PerStepNorm):
             group = self.statistics_group()
             count = self._statistics_count(x, group)
             y, step_mean, step_var = normalise_per_step(
-                x, tebn_coefficients(self.eps), self.weight, self.bias, self.time_weight, group=group
+                x, tebn_coefficients(self.eps), self.weight, self.bias, self.time_weight, group=group, count=count
             )
             mean, var = pool_over_time(step_mean, step_var)
             update_running(self.running_mean, mean[0], self.momentum)
